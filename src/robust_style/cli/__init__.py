@@ -1,0 +1,72 @@
+"""The ``robust-style`` command line.
+
+Each subcommand lives in its own module ``robust_style.cli.cmd_<name>`` exposing
+``register(subparsers) -> None``; the parser discovers them, so adding a command never
+touches this file. Command modules import heavy libraries (torch, onnxruntime) inside
+their handlers only, so ``--help`` is fast and ``serve`` never imports torch.
+
+A handler returns an exit code. :class:`~robust_style.errors.UserError` becomes one line
+on stderr and exit code 2; Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from robust_style import __version__
+from robust_style.errors import UserError
+
+__all__ = ["build_parser", "main"]
+
+log = logging.getLogger("robust_style")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="robust-style",
+        description="Fast neural style transfer with adversarially robust perceptual "
+        "losses: train a style network per artwork, export it to ONNX, serve it over gRPC.",
+    )
+    parser.add_argument("--version", action="version", version=f"robust-style {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log output (-vv for debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    package = importlib.import_module("robust_style.cli")
+    names = sorted(m.name for m in pkgutil.iter_modules(package.__path__)
+                   if m.name.startswith("cmd_"))
+    for name in names:
+        importlib.import_module(f"robust_style.cli.{name}").register(sub)
+    return parser
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 0 if args.command is None else 2
+    _setup_logging(args.verbose, args.quiet)
+    try:
+        return int(args.handler(args) or 0)
+    except UserError as exc:
+        sys.stderr.write(f"robust-style: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("robust-style: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""The image transformation network of Johnson et al. 2016.
+
+"Perceptual losses for real-time style transfer and super-resolution" (ECCV 2016),
+with the two changes everyone since has adopted:
+
+* instance normalisation instead of batch normalisation (Ulyanov et al. 2016,
+  "Instance normalization: the missing ingredient for fast stylization");
+* nearest-neighbour upsampling followed by a convolution instead of transposed
+  convolutions, which avoids checkerboard artifacts (Odena et al. 2016,
+  "Deconvolution and checkerboard artifacts", Distill).
+
+Convolutions are reflection-padded. Input and output are RGB float in [0, 1], NCHW.
+The two stride-2 convolutions need sides divisible by 4, so the input is
+replicate-padded up to a multiple of 4 and the output is cropped back: the output has
+exactly the input's height and width, odd sizes included. The smallest side accepted is
+``MIN_SIDE`` (8 px; the 9x9 reflection padding needs more than 4 px).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["TransformerNet", "TransformerNetConfig"]
+
+
+@dataclass(frozen=True)
+class TransformerNetConfig:
+    """Architecture of the network (Johnson et al. 2016, supplementary Table 1)."""
+
+    channels: tuple[int, int, int] = (32, 64, 128)
+    num_residual: int = 5
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TransformerNetConfig:
+        return cls(channels=tuple(data.get("channels", (32, 64, 128))),  # type: ignore[arg-type]
+                   num_residual=int(data.get("num_residual", 5)))
+
+
+class _ConvLayer(nn.Sequential):
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1) -> None:
+        super().__init__(
+            nn.ReflectionPad2d(kernel // 2),
+            nn.Conv2d(cin, cout, kernel, stride),
+        )
+
+
+class _ConvNormReLU(nn.Sequential):
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1) -> None:
+        super().__init__(
+            _ConvLayer(cin, cout, kernel, stride),
+            nn.InstanceNorm2d(cout, affine=True),
+            nn.ReLU(inplace=True),
+        )
+
+
+class _ResidualBlock(nn.Module):
+    """Two 3x3 conv + IN layers with an identity shortcut (He et al. 2016)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            _ConvLayer(channels, channels, 3),
+            nn.InstanceNorm2d(channels, affine=True),
+            nn.ReLU(inplace=True),
+            _ConvLayer(channels, channels, 3),
+            nn.InstanceNorm2d(channels, affine=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class _Upsample(nn.Module):
+    """Nearest-neighbour x2 upsampling, then a convolution (Odena et al. 2016)."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv = _ConvNormReLU(cin, cout, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class TransformerNet(nn.Module):
+    """Feed-forward style network: ``[0,1]`` RGB NCHW in, ``[0,1]`` RGB out, same size.
+
+    About 1.68M parameters with the default configuration.
+    """
+
+    #: The network downsamples twice by 2; inputs are padded to a multiple of this.
+    MULTIPLE = 4
+    #: Smallest height or width accepted (see the module docstring).
+    MIN_SIDE = 8
+
+    def __init__(self, config: TransformerNetConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or TransformerNetConfig()
+        c1, c2, c3 = self.config.channels
+        self.encoder = nn.Sequential(
+            _ConvNormReLU(3, c1, 9),
+            _ConvNormReLU(c1, c2, 3, stride=2),
+            _ConvNormReLU(c2, c3, 3, stride=2),
+        )
+        self.residuals = nn.Sequential(*[_ResidualBlock(c3) for _ in range(self.config.num_residual)])
+        self.decoder = nn.Sequential(
+            _Upsample(c3, c2),
+            _Upsample(c2, c1),
+            _ConvLayer(c1, 3, 9),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2], x.shape[-1]
+        m = self.MULTIPLE
+        # Pad bottom/right up to a multiple of 4 (a zero pad when already aligned). No
+        # branch on the size, so the ONNX export keeps height and width dynamic.
+        # Replicate padding works for any side, even 1 px; the padded rows and columns
+        # are cropped away below.
+        pad_h = (m - h % m) % m
+        pad_w = (m - w % m) % m
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        y = self.decoder(self.residuals(self.encoder(x)))
+        # A sigmoid keeps the output in [0, 1] with gradients everywhere (a hard clamp
+        # would zero them for saturated pixels during training).
+        y = torch.sigmoid(y)
+        return y[..., :h, :w]
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
