@@ -1,5 +1,20 @@
 """The Johnson et al. (2016) feed-forward style network and its training."""
 
+from robust_style.transformer_net.artifact import (
+    StyleModel,
+    atomic_torch_save,
+    load_style_model,
+    resolve_style_source,
+    save_style_model,
+)
 from robust_style.transformer_net.model import TransformerNet, TransformerNetConfig
 
-__all__ = ["TransformerNet", "TransformerNetConfig"]
+__all__ = [
+    "StyleModel",
+    "TransformerNet",
+    "TransformerNetConfig",
+    "atomic_torch_save",
+    "load_style_model",
+    "resolve_style_source",
+    "save_style_model",
+]
