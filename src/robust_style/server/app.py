@@ -1,0 +1,243 @@
+"""Assembly of the gRPC server: services, health, reflection, auth, TLS, metrics, signals.
+
+:class:`StyleServer` binds first (health ``NOT_SERVING``), then loads and warms up the
+models in the background and turns health ``SERVING`` once at least one style is ready.
+Health has the overall service ``""`` and one entry per API; liveness (KServe
+``ServerLive``) is true as soon as the port is open.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import signal
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+
+from robust_style.server.metrics import Metrics, MetricsHTTPServer
+from robust_style.server.models import ModelRegistry, RegistryConfig
+from robust_style.server.protos import POOL
+from robust_style.server.protos.inference import grpc_service_pb2_grpc as kserve_grpc
+from robust_style.server.protos.robust_style.v1 import style_transfer_pb2_grpc as style_grpc
+from robust_style.server.rpc import Limits
+from robust_style.server.service_kserve import SERVICE_NAME as KSERVE_NAME
+from robust_style.server.service_kserve import KServeService
+from robust_style.server.service_style import SERVICE_NAME as STYLE_NAME
+from robust_style.server.service_style import StyleTransferService
+
+__all__ = ["ServerConfig", "StyleServer", "JsonFormatter", "serve_until_signal"]
+
+log = logging.getLogger(__name__)
+
+HEALTH_NAME = "grpc.health.v1.Health"
+SERVICES = (STYLE_NAME, KSERVE_NAME)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything ``robust-style serve`` configures (built by the CLI)."""
+
+    registry: RegistryConfig
+    host: str = "127.0.0.1"
+    port: int = 8001
+    limits: Limits = field(default_factory=Limits)
+    max_message_bytes: int = 64 * 1024 * 1024
+    workers: int = 16
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    auth_token: str | None = None
+    grace_seconds: float = 10.0
+
+
+class _AuthInterceptor(grpc.ServerInterceptor):
+    """``authorization: Bearer TOKEN`` on every RPC except health checks (for probes).
+
+    Compared with :func:`hmac.compare_digest` (constant time).
+    """
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+        def deny(request: object, context: grpc.ServicerContext) -> None:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                          "missing or wrong bearer token (metadata 'authorization: Bearer ...')")
+
+        self._deny = deny
+
+    def intercept_service(self, continuation, details):  # noqa: ANN001, ANN201 - grpc API
+        if details.method.startswith(f"/{HEALTH_NAME}/"):
+            return continuation(details)
+        given = next((v for k, v in details.invocation_metadata if k == "authorization"), "")
+        given_b = given.encode() if isinstance(given, str) else bytes(given)
+        if hmac.compare_digest(given_b, self._expected):
+            return continuation(details)
+        handler = continuation(details)
+        if handler is None:
+            return None
+        if handler.request_streaming and handler.response_streaming:
+            return grpc.stream_stream_rpc_method_handler(lambda it, ctx: self._deny(None, ctx))
+        if handler.request_streaming:
+            return grpc.stream_unary_rpc_method_handler(self._deny)
+        if handler.response_streaming:
+            return grpc.unary_stream_rpc_method_handler(lambda r, ctx: self._deny(r, ctx))
+        return grpc.unary_unary_rpc_method_handler(self._deny)
+
+
+def _register_descriptors() -> None:
+    """Health and reflection protos in our private pool, so reflection can describe them."""
+    for fd in (health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR):
+        try:
+            POOL.FindFileByName(fd.name)
+        except KeyError:
+            POOL.AddSerializedFile(fd.serialized_pb)
+
+
+class StyleServer:
+    """The running server. ``start()`` -> ``wait_ready()`` -> ``stop()``."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.health = health.HealthServicer()
+        self.registry = ModelRegistry(config.registry, self.metrics, on_change=self._update_health)
+        self._loaded = threading.Event()
+        self._stopped = False
+        self.port = 0
+        self.metrics_port: int | None = None
+        self._metrics_http: MetricsHTTPServer | None = None
+        opts = [("grpc.max_receive_message_length", config.max_message_bytes),
+                ("grpc.max_send_message_length", config.max_message_bytes),
+                ("grpc.so_reuseport", 0)]
+        interceptors = [_AuthInterceptor(config.auth_token)] if config.auth_token else []
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers,
+                                                             thread_name_prefix="grpc"),
+                                  options=opts, interceptors=interceptors,
+                                  maximum_concurrent_rpcs=None)
+        style_grpc.add_StyleTransferServicer_to_server(
+            StyleTransferService(self.registry, self.metrics, config.limits), self.server)
+        kserve_grpc.add_GRPCInferenceServiceServicer_to_server(
+            KServeService(self.registry, self.metrics, config.limits, self.ready), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        _register_descriptors()
+        reflection.enable_server_reflection(
+            (*SERVICES, HEALTH_NAME, reflection.SERVICE_NAME), self.server, pool=POOL)
+        for name in ("", *SERVICES):
+            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    @property
+    def tls(self) -> bool:
+        return self.config.tls_cert is not None
+
+    @property
+    def address(self) -> str:
+        return f"{self.config.host}:{self.port}"
+
+    def ready(self) -> bool:
+        return self._loaded.is_set() and bool(self.registry.styles()) and not self._stopped
+
+    def start(self, load_in_background: bool = True) -> StyleServer:
+        cfg = self.config
+        bind = f"{cfg.host}:{cfg.port}"
+        if cfg.tls_cert is not None:
+            if cfg.tls_key is None:
+                raise ValueError("TLS needs both a certificate and a key")
+            creds = grpc.ssl_server_credentials(
+                [(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())])
+            self.port = self.server.add_secure_port(bind, creds)
+        else:
+            self.port = self.server.add_insecure_port(bind)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {bind} (port in use?)")
+        if cfg.metrics_port is not None:
+            self._metrics_http = MetricsHTTPServer(self.metrics, cfg.metrics_host,
+                                                   cfg.metrics_port).start()
+            self.metrics_port = self._metrics_http.port
+        self.server.start()
+        log.info("listening on %s (%s)%s", bind.rsplit(":", 1)[0] + f":{self.port}",
+                 "TLS" if self.tls else "plaintext",
+                 ", bearer-token auth" if cfg.auth_token else "")
+        if load_in_background:
+            threading.Thread(target=self._load, name="model-loader", daemon=True).start()
+        else:
+            self._load()
+        return self
+
+    def _load(self) -> None:
+        start = time.monotonic()
+        try:
+            self.registry.scan()
+        finally:
+            self._loaded.set()
+            self._update_health()
+        n = len(self.registry.styles())
+        log.info("%d style(s) loaded and warmed up in %.2f s: %s", n, time.monotonic() - start,
+                 ", ".join(m.name for m in self.registry.styles()) or "-")
+        self.registry.start_watching()
+
+    def _update_health(self) -> None:
+        if self._stopped:
+            return
+        serving = self.ready()
+        status = (health_pb2.HealthCheckResponse.SERVING if serving
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        for name in ("", *SERVICES):
+            self.health.set(name, status)
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait for the first load; True if at least one style is serving."""
+        self._loaded.wait(timeout)
+        return self.ready()
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop accepting RPCs, let in-flight ones finish (up to ``grace`` s), release all."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.health.enter_graceful_shutdown()
+        grace = self.config.grace_seconds if grace is None else grace
+        log.info("shutting down (grace %.1f s)", grace)
+        self.server.stop(grace).wait()
+        self.registry.stop()
+        if self._metrics_http is not None:
+            self._metrics_http.stop()
+        log.info("stopped")
+
+
+def serve_until_signal(server: StyleServer) -> int:
+    """Run until SIGTERM or SIGINT, then shut down gracefully; returns exit code 0."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stop.wait(0.5):
+            pass
+        server.stop()
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    return 0
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (+ exception)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
+               "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out)

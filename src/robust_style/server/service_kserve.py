@@ -1,0 +1,162 @@
+"""KServe v2 ``inference.GRPCInferenceService`` (the protocol Triton speaks).
+
+Each style is a model with one input ``image`` (``UINT8``, ``[-1, -1, -1, 3]``) and one
+output ``stylized`` (same), as in :mod:`robust_style.contract`. Raw tensors in and out:
+no decoding, no post-processing. The model version is the file's short sha256 (also in
+``ListStyles``); requests may leave it empty. ``ModelStreamInfer`` reports per-request
+errors in ``error_message`` (Triton's convention) and keeps the stream open.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import grpc
+import numpy as np
+
+from robust_style import __version__
+from robust_style.contract import MIN_SIDE
+from robust_style.server.images import check_size
+from robust_style.server.metrics import Metrics
+from robust_style.server.models import ModelRegistry, StyleModel
+from robust_style.server.protos.inference import grpc_service_pb2 as pb
+from robust_style.server.protos.inference import grpc_service_pb2_grpc as pb_grpc
+from robust_style.server.rpc import Limits, ServiceError, deadline_of, guard, status_of
+from robust_style.server.service_style import lookup
+
+__all__ = ["KServeService", "SERVICE_NAME", "PLATFORM"]
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "inference.GRPCInferenceService"
+PLATFORM = "onnxruntime_onnx"
+API = "kserve"
+_INVALID = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class KServeService(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, registry: ModelRegistry, metrics: Metrics, limits: Limits,
+                 ready: Callable[[], bool]) -> None:
+        self.registry, self.metrics, self.limits, self._ready = registry, metrics, limits, ready
+
+    # -- server ---------------------------------------------------------------------------
+    def ServerLive(self, request, context):  # noqa: N802, ANN001, ANN201 - generated API
+        return pb.ServerLiveResponse(live=True)
+
+    def ServerReady(self, request, context):  # noqa: N802, ANN001, ANN201
+        return pb.ServerReadyResponse(ready=bool(self._ready()))
+
+    def ServerMetadata(self, request, context):  # noqa: N802, ANN001, ANN201
+        return pb.ServerMetadataResponse(name="robust-style", version=__version__,
+                                         extensions=["model_repository"])
+
+    def RepositoryIndex(self, request, context):  # noqa: N802, ANN001, ANN201
+        out = pb.RepositoryIndexResponse()
+        for m in self.registry.styles():
+            out.models.add(name=m.name, version=m.version, state="READY")
+        return out
+
+    # -- models ---------------------------------------------------------------------------
+    def _model(self, name: str, version: str) -> StyleModel:
+        model, _ = lookup(self.registry, name)
+        if version and version != model.version:
+            raise ServiceError(grpc.StatusCode.NOT_FOUND,
+                               f"model {name!r} has version {model.version!r}, not {version!r}")
+        return model
+
+    def ModelReady(self, request, context):  # noqa: N802, ANN001, ANN201
+        try:
+            self._model(request.name, request.version)
+        except ServiceError:
+            return pb.ModelReadyResponse(ready=False)
+        return pb.ModelReadyResponse(ready=True)
+
+    def ModelMetadata(self, request, context):  # noqa: N802, ANN001, ANN201
+        def run() -> pb.ModelMetadataResponse:
+            m = self._model(request.name, request.version)
+            shape = [-1, -1, -1, 3]
+            return pb.ModelMetadataResponse(
+                name=m.name, versions=[m.version], platform=PLATFORM,
+                inputs=[pb.ModelMetadataResponse.TensorMetadata(
+                    name=m.input_name, datatype="UINT8", shape=shape)],
+                outputs=[pb.ModelMetadataResponse.TensorMetadata(
+                    name=m.output_name, datatype="UINT8", shape=shape)])
+        return guard(self.metrics, API, "ModelMetadata", request.name, context, run)
+
+    # -- inference ------------------------------------------------------------------------
+    def ModelInfer(self, request, context):  # noqa: N802, ANN001, ANN201
+        return guard(self.metrics, API, "ModelInfer", request.model_name, context,
+                     lambda: self._infer(request, context))
+
+    def ModelStreamInfer(self, request_iterator, context):  # noqa: N802, ANN001, ANN201
+        for request in request_iterator:
+            try:
+                resp = self._infer(request, context)
+            except Exception as exc:  # noqa: BLE001 - reported in the stream
+                code, message = status_of(exc)
+                self.metrics.request(API, "ModelStreamInfer", request.model_name, code.name, 0.0)
+                yield pb.ModelStreamInferResponse(error_message=f"{code.name}: {message}")
+                continue
+            self.metrics.request(API, "ModelStreamInfer", request.model_name, "OK", 0.0)
+            yield pb.ModelStreamInferResponse(infer_response=resp)
+
+    def _infer(self, request: pb.ModelInferRequest, context: grpc.ServicerContext
+               ) -> pb.ModelInferResponse:
+        model = self._model(request.model_name, request.model_version)
+        _, batcher = self.registry.get(model.name)
+        batch = self._input(request, model)
+        for out in request.outputs:
+            if out.name != model.output_name:
+                raise ServiceError(_INVALID, f"unknown output {out.name!r}; model "
+                                   f"{model.name!r} has output {model.output_name!r}")
+        result = batcher.submit(model, batch, deadline_of(context), context.is_active).result()
+        y = np.ascontiguousarray(result.output)
+        resp = pb.ModelInferResponse(model_name=model.name, model_version=model.version,
+                                     id=request.id)
+        resp.outputs.add(name=model.output_name, datatype="UINT8", shape=list(y.shape))
+        resp.raw_output_contents.append(y.tobytes())
+        return resp
+
+    def _input(self, request: pb.ModelInferRequest, model: StyleModel) -> np.ndarray:
+        if len(request.inputs) != 1:
+            raise ServiceError(_INVALID, f"model {model.name!r} takes exactly one input "
+                               f"({model.input_name!r}), got {len(request.inputs)}")
+        inp = request.inputs[0]
+        if inp.name != model.input_name:
+            raise ServiceError(_INVALID, f"unknown input {inp.name!r}; model {model.name!r} "
+                               f"takes {model.input_name!r}")
+        if inp.datatype != "UINT8":
+            raise ServiceError(_INVALID, f"input {inp.name!r} must be UINT8 (RGB 0..255), "
+                               f"got {inp.datatype or 'no datatype'}")
+        shape = list(inp.shape)
+        if len(shape) != 4 or shape[3] != 3 or min(shape) <= 0:
+            raise ServiceError(_INVALID, f"input {inp.name!r} must have shape [N, H, W, 3] "
+                               f"(NHWC RGB, all > 0), got {shape}")
+        n, h, w, _ = shape
+        if h < MIN_SIDE or w < MIN_SIDE:
+            raise ServiceError(_INVALID, f"image is {w}x{h} px; both sides must be at least "
+                               f"{MIN_SIDE} px")
+        check_size(w, h, self.limits.max_pixels)
+        if n > self.limits.max_batch_per_request:
+            raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                               f"batch of {n} images; the limit is "
+                               f"{self.limits.max_batch_per_request} per request")
+        expected = n * h * w * 3
+        if request.raw_input_contents:
+            if len(request.raw_input_contents) != 1:
+                raise ServiceError(_INVALID, "raw_input_contents must have one entry per input")
+            raw = request.raw_input_contents[0]
+            if len(raw) != expected:
+                raise ServiceError(_INVALID, f"input {inp.name!r} of shape {shape} needs "
+                                   f"{expected} bytes, got {len(raw)}")
+            return np.frombuffer(raw, dtype=np.uint8).reshape(shape)
+        values = inp.contents.uint_contents
+        if len(values) != expected:
+            raise ServiceError(_INVALID, f"input {inp.name!r} of shape {shape} needs {expected} "
+                               f"values (raw_input_contents or contents.uint_contents), got "
+                               f"{len(values)}")
+        arr = np.asarray(values, dtype=np.int64)
+        if arr.size and (arr.min() < 0 or arr.max() > 255):
+            raise ServiceError(_INVALID, "UINT8 values must be in 0..255")
+        return arr.astype(np.uint8).reshape(shape)
