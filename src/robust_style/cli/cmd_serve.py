@@ -1,0 +1,132 @@
+"""``robust-style serve``: serve style models over gRPC (own API + KServe v2)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from importlib import resources
+from pathlib import Path
+
+from robust_style.errors import UserError
+
+__all__ = ["register", "default_models_dir"]
+
+log = logging.getLogger(__name__)
+
+TOKEN_ENV = "ROBUST_STYLE_AUTH_TOKEN"
+
+
+def default_models_dir() -> Path:
+    """The package's bundled models (``robust_style/models``)."""
+    return Path(str(resources.files("robust_style") / "models"))
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "serve", help="serve style models over gRPC (robust_style.v1 + KServe v2)",
+        description="Serve every *.onnx style model in a directory over gRPC: the "
+        "robust_style.v1.StyleTransfer API, the KServe v2 inference protocol (tritonclient), "
+        "grpc.health.v1 and reflection, with Prometheus metrics on HTTP. Hot-reloads the "
+        "directory. SIGTERM/SIGINT shut down gracefully.")
+    p.add_argument("--models", type=Path, default=None,
+                   help="directory of *.onnx style models (default: the bundled models)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; 0.0.0.0 for all interfaces)")
+    p.add_argument("--port", type=int, default=8001, help="gRPC port (default 8001; 0 = any)")
+    p.add_argument("--metrics-port", type=int, default=8002,
+                   help="Prometheus /metrics HTTP port (default 8002; 0 = any; -1 = off)")
+    g = p.add_argument_group("execution")
+    g.add_argument("--device", choices=["auto", "tensorrt", "cuda", "cpu"], default="auto",
+                   help="execution provider; auto probes TensorRT -> CUDA -> CPU")
+    g.add_argument("--cudnn-conv-algo-search", choices=["HEURISTIC", "EXHAUSTIVE", "DEFAULT"],
+                   default="HEURISTIC", help="CUDA conv algorithm search (EXHAUSTIVE: ~1 s "
+                   "per new image shape, then faster)")
+    g.add_argument("--no-trt-fp16", action="store_true", help="TensorRT in fp32")
+    g.add_argument("--trt-cache-dir", default="", help="TensorRT engine cache directory")
+    g.add_argument("--intra-op-threads", type=int, default=0, help="0 = onnxruntime default")
+    g.add_argument("--inter-op-threads", type=int, default=0, help="0 = onnxruntime default")
+    g.add_argument("--max-batch", type=int, default=0,
+                   help="dynamic batching: images per run (0 = auto: 8 on GPU, 1 on CPU)")
+    g.add_argument("--batch-delay-ms", type=float, default=2.0,
+                   help="how long to wait for same-sized requests to batch (default 2)")
+    g.add_argument("--max-queue", type=int, default=64,
+                   help="requests waiting per style before RESOURCE_EXHAUSTED (default 64)")
+    g.add_argument("--warmup-side", type=int, default=128, help="warm-up image size (px)")
+    g.add_argument("--poll-seconds", type=float, default=2.0,
+                   help="hot-reload poll interval of --models (0 = no reload)")
+    g.add_argument("--workers", type=int, default=16, help="gRPC worker threads")
+    lim = p.add_argument_group("limits")
+    lim.add_argument("--max-pixels", type=int, default=40_000_000,
+                     help="largest image (width x height), checked before decoding")
+    lim.add_argument("--max-message-mb", type=float, default=64.0,
+                     help="largest gRPC message, MB (default 64)")
+    ops = p.add_argument_group("operations")
+    ops.add_argument("--tls-cert", type=Path, help="PEM certificate (enables TLS)")
+    ops.add_argument("--tls-key", type=Path, help="PEM private key")
+    ops.add_argument("--auth-token", default=None,
+                     help=f"require 'authorization: Bearer TOKEN' (or set ${TOKEN_ENV})")
+    ops.add_argument("--grace", type=float, default=10.0,
+                     help="seconds in-flight requests get at shutdown (default 10)")
+    ops.add_argument("--allow-empty", action="store_true",
+                     help="start even with no loadable model (wait for files to appear)")
+    ops.add_argument("--log-json", action="store_true", help="log JSON lines")
+    p.set_defaults(handler=run)
+
+
+def _config(args: argparse.Namespace, models: Path):  # noqa: ANN202 - lazy import types
+    from robust_style.server.app import ServerConfig
+    from robust_style.server.batching import BatchConfig
+    from robust_style.server.models import ProviderConfig, RegistryConfig
+    from robust_style.server.rpc import Limits
+
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise UserError("TLS needs both --tls-cert and --tls-key")
+    for f in (args.tls_cert, args.tls_key):
+        if f is not None and not f.is_file():
+            raise UserError(f"no such file: {f}")
+    providers = ProviderConfig(device=args.device, intra_op_threads=args.intra_op_threads,
+                               inter_op_threads=args.inter_op_threads,
+                               cudnn_conv_algo_search=args.cudnn_conv_algo_search,
+                               trt_fp16=not args.no_trt_fp16, trt_cache_dir=args.trt_cache_dir)
+    batch = BatchConfig(max_batch=max(0, args.max_batch), max_delay_ms=args.batch_delay_ms,
+                        max_queue=max(1, args.max_queue))
+    registry = RegistryConfig(models_dir=models, providers=providers, batch=batch,
+                              poll_seconds=args.poll_seconds, warmup_side=args.warmup_side)
+    return ServerConfig(
+        registry=registry, host=args.host, port=args.port,
+        limits=Limits(max_pixels=args.max_pixels),
+        max_message_bytes=int(args.max_message_mb * 1024 * 1024), workers=args.workers,
+        metrics_port=None if args.metrics_port < 0 else args.metrics_port,
+        tls_cert=args.tls_cert, tls_key=args.tls_key,
+        auth_token=args.auth_token or os.environ.get(TOKEN_ENV) or None,
+        grace_seconds=args.grace)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.log_json:
+        from robust_style.server.app import JsonFormatter
+
+        for h in logging.getLogger().handlers:
+            h.setFormatter(JsonFormatter())
+    models = (args.models or default_models_dir()).expanduser()
+    if not models.is_dir():
+        raise UserError(f"models directory {models} does not exist")
+    files = sorted(p for p in models.glob("*.onnx") if not p.name.startswith("."))
+    if not files and not args.allow_empty:
+        raise UserError(f"no style models (*.onnx) in {models}; export one with "
+                        "`robust-style export` and pass --models DIR (or --allow-empty)")
+    config = _config(args, models)
+
+    from robust_style.server.app import StyleServer, serve_until_signal
+
+    server = StyleServer(config)
+    try:
+        server.start(load_in_background=False)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise UserError(f"cannot start the server on {args.host}:{args.port}: {exc}") from None
+    if not server.ready() and not args.allow_empty:
+        server.stop(0)
+        raise UserError(f"none of the {len(files)} model file(s) in {models} could be loaded "
+                        "(see the log above)")
+    return serve_until_signal(server)

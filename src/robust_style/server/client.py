@@ -1,0 +1,175 @@
+"""A small Python client of the ``robust_style.v1.StyleTransfer`` API (torch-free).
+
+>>> from robust_style.server.client import StyleClient
+>>> with StyleClient("localhost:8001") as client:            # doctest: +SKIP
+...     print([s.name for s in client.list_styles()])
+...     result = client.stylize("photo.jpg", style="scream", max_side=1024)
+...     open("out.png", "wb").write(result.image)
+
+Errors become :class:`ClientError` (a :class:`~robust_style.errors.UserError`) with a
+one-line message, e.g. when the server cannot be reached.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from robust_style.errors import UserError
+from robust_style.server.protos.robust_style.v1 import style_transfer_pb2 as pb
+from robust_style.server.protos.robust_style.v1 import style_transfer_pb2_grpc as pb_grpc
+
+__all__ = ["StyleClient", "StyleInfo", "StylizeResult", "ClientError", "DEFAULT_SERVER"]
+
+DEFAULT_SERVER = "localhost:8001"
+_FORMATS = {"png": pb.IMAGE_FORMAT_PNG, "jpeg": pb.IMAGE_FORMAT_JPEG, "jpg": pb.IMAGE_FORMAT_JPEG}
+
+
+class ClientError(UserError):
+    """A failed call; ``code`` is the gRPC status code."""
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class StyleInfo:
+    name: str
+    version: str
+    ready: bool
+    file: str
+    providers: tuple[str, ...]
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StylizeResult:
+    image: bytes
+    mime_type: str
+    width: int
+    height: int
+    style: str
+    version: str
+    timing_ms: dict[str, float]
+    id: str = ""
+
+
+class StyleClient:
+    """Connection to a ``robust-style serve`` server.
+
+    ``token``: bearer token (``--auth-token`` of the server). ``tls=True`` or
+    ``root_cert`` (PEM bytes of the CA or self-signed certificate) for a TLS server.
+    ``timeout``: default deadline per call, seconds.
+    """
+
+    def __init__(self, target: str = DEFAULT_SERVER, *, token: str | None = None,
+                 tls: bool = False, root_cert: bytes | None = None, timeout: float = 120.0,
+                 max_message_bytes: int = 64 * 1024 * 1024) -> None:
+        self.target, self.timeout = target, timeout
+        opts = [("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_send_message_length", max_message_bytes)]
+        if tls or root_cert is not None:
+            creds = grpc.ssl_channel_credentials(root_certificates=root_cert)
+            self._channel = grpc.secure_channel(target, creds, options=opts)
+        else:
+            self._channel = grpc.insecure_channel(target, options=opts)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._stub = pb_grpc.StyleTransferStub(self._channel)
+
+    def __enter__(self) -> StyleClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _error(self, exc: grpc.RpcError) -> ClientError:
+        code = exc.code() if hasattr(exc, "code") else None
+        details = (exc.details() if hasattr(exc, "details") else "") or ""
+        if code == grpc.StatusCode.UNAVAILABLE:
+            return ClientError(f"cannot reach the robust-style server at {self.target} "
+                               f"({details.splitlines()[0][:120] if details else 'unavailable'}); "
+                               "is `robust-style serve` running there?", code)
+        name = code.name if code is not None else "ERROR"
+        return ClientError(f"server {self.target}: {name}: {details}", code)
+
+    def wait_ready(self, timeout: float = 30.0) -> bool:
+        """Wait until the server's overall health is SERVING (False on timeout)."""
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                r = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2.0)
+                if r.status == health_pb2.HealthCheckResponse.SERVING:
+                    return True
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+        return False
+
+    def list_styles(self, timeout: float | None = None) -> list[StyleInfo]:
+        try:
+            resp = self._stub.ListStyles(pb.ListStylesRequest(), timeout=timeout or self.timeout,
+                                         metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+        return [StyleInfo(s.name, s.version, s.ready, s.file, tuple(s.providers),
+                          dict(s.metadata)) for s in resp.styles]
+
+    @staticmethod
+    def _request(image: bytes | str | Path, style: str, strength: float | None,
+                 preserve_color: bool, max_side: int, format: str, quality: int,
+                 id: str = "") -> pb.StylizeRequest:
+        data = image if isinstance(image, bytes | bytearray) else Path(image).read_bytes()
+        if format.lower() not in _FORMATS:
+            raise ClientError(f"unknown format {format!r}; use png or jpeg")
+        req = pb.StylizeRequest(style=style, image=bytes(data), preserve_color=preserve_color,
+                                max_side=max_side, format=_FORMATS[format.lower()],
+                                quality=quality, id=id)
+        if strength is not None:
+            req.strength = strength
+        return req
+
+    @staticmethod
+    def _result(r: pb.StylizeResponse) -> StylizeResult:
+        t = r.timing
+        timing = {"decode": t.decode_ms, "queue": t.queue_ms, "inference": t.inference_ms,
+                  "encode": t.encode_ms, "total": t.total_ms}
+        return StylizeResult(r.image, r.mime_type, r.width, r.height, r.style, r.version,
+                             timing, r.id)
+
+    def stylize(self, image: bytes | str | Path, style: str, *, strength: float | None = None,
+                preserve_color: bool = False, max_side: int = 0, format: str = "png",
+                quality: int = 0, timeout: float | None = None) -> StylizeResult:
+        """Stylise one encoded image (bytes or a file path); see ``StylizeRequest``."""
+        req = self._request(image, style, strength, preserve_color, max_side, format, quality)
+        try:
+            resp = self._stub.Stylize(req, timeout=timeout or self.timeout,
+                                      metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+        return self._result(resp)
+
+    def stylize_stream(self, images: Iterable[bytes | str | Path], style: str,
+                       timeout: float | None = None, **options: Any) -> Iterator[StylizeResult]:
+        """Stylise a sequence of frames over one stream; results come in order."""
+        reqs = (self._request(img, style, options.get("strength"),
+                              options.get("preserve_color", False), options.get("max_side", 0),
+                              options.get("format", "png"), options.get("quality", 0), str(i))
+                for i, img in enumerate(images))
+        try:
+            for resp in self._stub.StylizeStream(reqs, timeout=timeout or self.timeout,
+                                                 metadata=self._metadata):
+                yield self._result(resp)
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
