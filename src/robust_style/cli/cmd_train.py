@@ -1,0 +1,101 @@
+"""``robust-style train``: one artwork + a folder of photos -> one style network."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+__all__ = ["register"]
+
+# Options whose value is copied into TrainConfig under the same name.
+_FIELDS = (
+    "style", "content", "out", "backbone", "backbone_weights", "trust_checkpoint", "name",
+    "image_size", "style_size", "batch_size", "lr", "epochs", "max_steps", "content_weight",
+    "style_weight", "tv_weight", "style_layers", "content_layer", "pooling", "seed", "device",
+    "precision", "workers", "checkpoint_interval", "sample_interval", "log_interval",
+    "keep_checkpoints", "sample_image",
+)
+
+
+def _weight(text: str) -> float | str:
+    if text == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+
+
+def _layers(text: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train a style network for one artwork",
+        description="Train a feed-forward style network (Johnson et al. 2016) for one artwork "
+        "with a perceptual loss from a robust ResNet-50 or VGG. Every option left out takes "
+        "its default; with --resume, the resumed run's value.",
+        argument_default=None,
+    )
+    p.add_argument("--style", metavar="IMAGE", help="the artwork (JPEG/PNG/WebP)")
+    p.add_argument("--content", metavar="DIR", help="folder of training photos (recursive)")
+    p.add_argument("--out", metavar="RUN_DIR", required=True, help="run folder to write")
+    p.add_argument("--resume", action="store_true", default=False,
+                   help="continue the run in --out from its newest checkpoint")
+    p.add_argument("--backbone", metavar="NAME",
+                   help="loss network: robust-resnet50 (default), resnet50, vgg16, vgg16-caffe, "
+                   "vgg19, or a name from `robust-style weights list`")
+    p.add_argument("--backbone-weights", metavar="FILE", help="the loss network's checkpoint")
+    p.add_argument("--trust-checkpoint", action="store_true", default=None,
+                   help="allow full unpickling of --backbone-weights (runs code in the file)")
+    p.add_argument("--name", help="style name (default: the artwork's file name)")
+    p.add_argument("--image-size", type=int, help="training crop size (default 256)")
+    p.add_argument("--style-size", type=int, help="style image shorter side (default: image size)")
+    p.add_argument("--batch-size", type=int, help="images per step per process (default 4)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--epochs", type=int, help="passes over the photos (default 2)")
+    p.add_argument("--max-steps", type=int, help="stop after this many steps (overrides epochs)")
+    p.add_argument("--content-weight", type=_weight, help="number or 'auto' (default: per backbone)")
+    p.add_argument("--style-weight", type=_weight, help="number or 'auto' (default: per backbone)")
+    p.add_argument("--tv-weight", type=_weight, help="number or 'auto' (default: per backbone)")
+    p.add_argument("--style-layers", type=_layers, metavar="L1,L2,...",
+                   help="style layers (default: per backbone)")
+    p.add_argument("--content-layer", metavar="LAYER", help="content layer (default: per backbone)")
+    p.add_argument("--pooling", choices=("max", "avg"), help="loss-network pooling (default max)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+                   help="fp32 (default); bf16 autocast (CPU/GPU); fp16 AMP (CUDA)")
+    p.add_argument("--workers", type=int, help="data-loader worker processes (default 2)")
+    p.add_argument("--checkpoint-interval", type=int, metavar="N",
+                   help="write a checkpoint every N steps (default 500)")
+    p.add_argument("--sample-interval", type=int, metavar="N",
+                   help="write a sample picture every N steps (default 200; 0: off)")
+    p.add_argument("--log-interval", type=int, metavar="N", help="log.csv row every N steps (10)")
+    p.add_argument("--keep-checkpoints", type=int, metavar="K", help="checkpoints kept (3)")
+    p.add_argument("--sample-image", metavar="IMAGE",
+                   help="photo stylised for the samples (default: one held out of --content)")
+    p.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from robust_style.errors import UserError
+    from robust_style.transformer_net.config import TrainConfig
+    from robust_style.transformer_net.train import train
+
+    given: dict[str, Any] = {k: getattr(args, k) for k in _FIELDS if getattr(args, k) is not None}
+    if args.resume:
+        result = train(TrainConfig(style=given.get("style", ""), content=given.get("content", ""),
+                                   out=args.out), resume=True, overrides=given)
+    else:
+        for required in ("style", "content"):
+            if required not in given:
+                raise UserError(f"--{required} is required (or add --resume to continue a run)")
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        result = train(TrainConfig(**{k: v for k, v in given.items() if k in known}))
+    import sys
+
+    sys.stdout.write(f"style model: {result.style_model} ({result.steps} steps)\n")
+    return 0
