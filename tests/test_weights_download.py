@@ -399,3 +399,18 @@ def test_list_shows_cache_state(tmp_path: Path, server: _Server, madry_ckpt: Pat
     assert capsys.readouterr().out.strip() == str(home / "weights" / f"{NAME}.pt")
     assert _cli(home, reg, "path", "never") == 2
     assert "robust-style weights download never" in _error_line(capsys.readouterr().err)
+
+
+def test_one_download_per_entry_at_a_time(tmp_path: Path, server: _Server, madry_ckpt: Path,
+                                          capsys) -> None:  # noqa: ANN001
+    fcntl = pytest.importorskip("fcntl")
+    server.state.files["/m.pt"] = madry_ckpt
+    reg = _registry(tmp_path, _entry(NAME, [server.url("/m.pt")], sha=None, size=None))
+    home = tmp_path / "home"
+    (home / "weights").mkdir(parents=True)
+    with (home / "weights" / f".{NAME}.pt.lock").open("a") as fh:  # another process's lock
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert _cli(home, reg, "download", NAME, "--no-progress") == 2
+        assert "another process is downloading" in _error_line(capsys.readouterr().err)
+        assert server.state.requests == []
+    assert _cli(home, reg, "download", NAME, "--no-progress") == 0

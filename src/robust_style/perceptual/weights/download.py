@@ -14,6 +14,7 @@ Standard library only (``urllib``): no extra dependency, works behind the proxie
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
@@ -21,6 +22,7 @@ import re
 import socket
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -243,6 +245,38 @@ def download(entry: WeightsEntry, *, home: Path | None = None,
     folder = cache_dir(home)
     folder.mkdir(parents=True, exist_ok=True)
     part = part_path(entry, home)
+    with _exclusive(part):
+        return _download_locked(entry, part, sources, cfg, home, trust)
+
+
+@contextlib.contextmanager
+def _exclusive(part: Path) -> Iterator[None]:
+    """One download per entry at a time: an advisory lock next to the ``.part`` file.
+
+    ``fcntl.flock`` is released by the OS when the process dies, so no stale locks. On
+    platforms without ``fcntl`` (Windows) there is no lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    lock = part.with_name(f".{part.name.removesuffix('.part')}.lock")
+    with lock.open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise UserError(f"another process is downloading into {part}; wait for it to "
+                            "finish (or stop it) and try again") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _download_locked(entry: WeightsEntry, part: Path, sources: tuple[str, ...],
+                     cfg: DownloadConfig, home: Path | None,
+                     trust: bool) -> tuple[Path, CheckResult]:
     failures: list[str] = []
     for url in sources:
         try:
