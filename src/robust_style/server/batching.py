@@ -83,6 +83,7 @@ class Batcher:
         self._items: deque[_Item] = deque()
         self._cond = threading.Condition()
         self._stopping = False
+        self._running = 0
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{style}", daemon=True)
         self._thread.start()
 
@@ -101,8 +102,13 @@ class Batcher:
         return item.future
 
     def queued(self) -> int:
+        """Requests waiting (not counting the batch being run)."""
         with self._cond:
             return len(self._items)
+
+    def running(self) -> int:
+        """Requests in the batch being run now."""
+        return self._running
 
     def stop(self, wait: bool = True) -> None:
         """Run what is queued, then end the worker."""
@@ -120,7 +126,11 @@ class Batcher:
                 if not self._items:
                     return
                 batch = self._gather()
-            self._run(batch)
+                self._running = len(batch)
+            try:
+                self._run(batch)
+            finally:
+                self._running = 0
 
     def _gather(self) -> list[_Item]:
         first = self._items.popleft()
