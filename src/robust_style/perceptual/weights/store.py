@@ -69,11 +69,24 @@ def human_size(n: int | None) -> str:
 def check_loadable(path: Path, backbone: str, *, trust: bool = False) -> str:
     """Load ``path`` with the safe loader into ``backbone``'s architecture (strict).
 
+    Runs :func:`~robust_style.perceptual.backbones.build_loss_network`, the code path
+    training uses, with the network on the ``meta`` device: key names and shapes are
+    checked exactly, but no random initialisation is computed and no copy is made
+    (about 4x faster for a ResNet-50). The checkpoint itself is fully read by
+    ``torch.load(weights_only=True)``.
+
     Returns a one-line summary (parameter count). Raises :class:`UserError` otherwise.
     """
+    import warnings
+
+    import torch
+
     from robust_style.perceptual.backbones import build_loss_network
 
-    net = build_loss_network(backbone, path, trust=trust)
+    with warnings.catch_warnings(), torch.device("meta"):
+        # "copying from a non-meta parameter ... is a no-op": exactly what is wanted here.
+        warnings.simplefilter("ignore", UserWarning)
+        net = build_loss_network(backbone, path, trust=trust, device="meta")
     params = sum(p.numel() for p in net.parameters())
     return f"loads as {backbone} ({params / 1e6:.1f}M parameters in the tapped layers)"
 
