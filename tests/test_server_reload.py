@@ -1,0 +1,114 @@
+"""Hot reload: add, replace, remove and corrupt model files while requests run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from server_fixtures import decode, encode, model_store, photo, start_server
+
+from robust_style.server.protos.robust_style.v1 import style_transfer_pb2 as pb
+from robust_style.server.protos.robust_style.v1 import style_transfer_pb2_grpc as pb_grpc
+
+__all__ = ["model_store"]
+
+
+def _replace(src: Path, dst: Path) -> None:
+    """Copy atomically, as deployments should (temp file + rename)."""
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.copy(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _wait(cond, timeout: float = 60.0) -> None:  # noqa: ANN001
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+def test_hot_reload_while_requests_run(model_store: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(model_store / "tiny.onnx", models / "tiny.onnx")
+    server = start_server(models, poll_seconds=0.1)
+    stub = pb_grpc.StyleTransferStub(grpc.insecure_channel(server.address))
+    png = encode(photo("chelsea", 64))
+
+    def styles() -> dict[str, str]:
+        return {s.name: s.version for s in stub.ListStyles(pb.ListStylesRequest()).styles}
+
+    failures: list[BaseException] = []
+    versions_seen: set[str] = set()
+    done = {"tiny": 0, "tiny2": 0}
+    stop = {"tiny": threading.Event(), "tiny2": threading.Event()}
+
+    def hammer(style: str) -> None:
+        while not stop[style].is_set():
+            try:
+                r = stub.Stylize(pb.StylizeRequest(style=style, image=png), timeout=60)
+                assert (r.width, r.height) == (64, 43)
+                if style == "tiny":
+                    versions_seen.add(r.version)
+                done[style] += 1
+            except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+                failures.append(exc)
+                return
+
+    threads = {"tiny": threading.Thread(target=hammer, args=("tiny",))}
+    threads["tiny"].start()
+    try:
+        v1 = styles()["tiny"]
+        before = decode(stub.Stylize(pb.StylizeRequest(style="tiny", image=png)).image)
+
+        # add
+        _replace(model_store / "tiny2.onnx", models / "tiny2.onnx")
+        _wait(lambda: "tiny2" in styles())
+        threads["tiny2"] = threading.Thread(target=hammer, args=("tiny2",))
+        threads["tiny2"].start()
+
+        # a corrupt new file is skipped and disturbs nothing
+        (models / "broken.onnx").write_bytes(b"this is not an onnx model" * 10)
+        # replace: same style name, new weights
+        _replace(model_store / "tiny_v2.onnx", models / "tiny.onnx")
+        _wait(lambda: styles()["tiny"] != v1)
+        v2 = styles()["tiny"]
+        after = decode(stub.Stylize(pb.StylizeRequest(style="tiny", image=png)).image)
+        assert (after != before).any(), "the new weights must be in use"
+
+        # a corrupt replacement keeps the last good version serving
+        bad = models / ".tiny.onnx.tmp"
+        bad.write_bytes(b"\x08\x07garbage")
+        os.replace(bad, models / "tiny.onnx")
+        _wait(lambda: server.metrics.reloads.values.get(
+            (("style", "tiny"), ("result", "failed")), 0) >= 1)
+        assert styles() == {"tiny": v2, "tiny2": styles()["tiny2"]}
+
+        # remove
+        stop["tiny2"].set()
+        threads["tiny2"].join()
+        (models / "tiny2.onnx").unlink()
+        _wait(lambda: "tiny2" not in styles())
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Stylize(pb.StylizeRequest(style="tiny2", image=png))
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        n = done["tiny"]
+        _wait(lambda: done["tiny"] > n + 2)
+    finally:
+        for ev in stop.values():
+            ev.set()
+        for t in threads.values():
+            t.join()
+        server.stop(0)
+    assert not failures, failures[:3]
+    assert done["tiny"] > 5 and done["tiny2"] > 0
+    assert {v1, v2} <= versions_seen
+    failed = server.metrics.reloads.values
+    assert failed.get((("style", "broken"), ("result", "failed"))) == 1
