@@ -414,3 +414,23 @@ def test_one_download_per_entry_at_a_time(tmp_path: Path, server: _Server, madry
         assert "another process is downloading" in _error_line(capsys.readouterr().err)
         assert server.state.requests == []
     assert _cli(home, reg, "download", NAME, "--no-progress") == 0
+
+
+def test_a_mirror_finishes_what_another_started_when_sha256_is_known(
+        tmp_path: Path, server: _Server, madry_ckpt: Path) -> None:
+    server.state.files["/a.pt"] = madry_ckpt
+    server.state.files["/b.pt"] = madry_ckpt
+    server.state.cuts["/a.pt"] = [1_500_000]
+    urls = [server.url("/a.pt"), server.url("/b.pt")]
+    reg = _registry(tmp_path, _entry(NAME, urls, sha=_sha(madry_ckpt), size=None))
+    home = tmp_path / "home"
+    assert _cli(home, reg, "download", NAME, "--retries", "0", "--no-progress") == 0
+    assert server.state.requests == [("/a.pt", None), ("/b.pt", "bytes=1500000-")]
+    assert (home / "weights" / f"{NAME}.pt").read_bytes() == madry_ckpt.read_bytes()
+
+    # Without a known sha256 a partial file from another URL is never continued.
+    server.state.requests.clear()
+    server.state.cuts["/a.pt"] = [1_500_000]
+    reg = _registry(tmp_path, _entry("other", urls, sha=None, size=None))
+    assert _cli(home, reg, "download", "other", "--retries", "0", "--no-progress") == 0
+    assert server.state.requests == [("/a.pt", None), ("/b.pt", None)]

@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
+import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,6 +41,7 @@ __all__ = [
     "read_record",
     "remember_sha256",
     "resolve_backbone",
+    "temp_path",
     "write_json_atomic",
     "write_record",
 ]
@@ -79,17 +80,25 @@ def _record_path(name: str, home: Path | None) -> Path:
     return cache_dir(home) / f"{name}.json"
 
 
+def temp_path(path: Path) -> Path:
+    """A unique temporary name beside ``path`` (same directory, so ``os.replace`` is atomic).
+
+    Files created under it get the usual permissions (umask), unlike ``mkstemp``'s 0600.
+    """
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
     """Write JSON via a temp file in the same directory and ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = temp_path(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with tmp.open("x", encoding="utf-8") as f:
             json.dump(dict(data), f, indent=2, sort_keys=True)
             f.write("\n")
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -196,7 +196,9 @@ def _fetch(url: str, part: Path, entry: WeightsEntry, cfg: DownloadConfig) -> No
         same_url = json.loads(meta.read_text(encoding="utf-8")).get("url") == url
     except (OSError, ValueError, AttributeError):
         same_url = False
-    if part.exists() and not same_url:
+    if part.exists() and not same_url and not entry.sha256:
+        # Without a known sha256 nothing would catch a file spliced from two different
+        # files; with one, any mirror may finish what another started.
         log.info("discarding a partial download that came from another URL: %s", part)
         part.unlink()
     meta.write_text(json.dumps({"url": url}), encoding="utf-8")
@@ -204,6 +206,10 @@ def _fetch(url: str, part: Path, entry: WeightsEntry, cfg: DownloadConfig) -> No
         try:
             _fetch_once(url, part, entry.size, cfg, entry.name)
             return
+        except _NetError:
+            if not part.exists():
+                meta.unlink(missing_ok=True)
+            raise
         except _Truncated as exc:
             if attempt == cfg.retries:
                 raise _NetError(f"{exc}; the partial file {part} is kept: run the command "
@@ -278,22 +284,21 @@ def _download_locked(entry: WeightsEntry, part: Path, sources: tuple[str, ...],
                      cfg: DownloadConfig, home: Path | None,
                      trust: bool) -> tuple[Path, CheckResult]:
     failures: list[str] = []
-    for url in sources:
+    for i, url in enumerate(sources):
         try:
             _fetch(url, part, entry, cfg)
             result = check_file(entry, part, trust=trust, progress=cfg.progress)
         except _NetError as exc:
             failures.append(str(exc))
-            log.warning("%s", exc)
-            continue
         except MismatchError as exc:
             _discard(part)
             failures.append(f"{url}: {exc}; the partial file was deleted")
-            log.warning("%s", failures[-1])
-            continue
-        path = install(entry, part, result, source=url, home=home)
-        _part_meta(part).unlink(missing_ok=True)
-        return path, result
+        else:
+            path = install(entry, part, result, source=url, home=home)
+            _part_meta(part).unlink(missing_ok=True)
+            return path, result
+        if i + 1 < len(sources):  # the final error line reports the last failure
+            log.warning("%s; trying the next URL", failures[-1])
     if len(failures) == 1:
         raise UserError(f"cannot download {entry.name}: {failures[0]}")
     raise UserError(f"cannot download {entry.name} from any of its {len(failures)} URLs: "

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from robust_style.perceptual.weights.cache import (
     compute_sha256,
     read_record,
     remember_sha256,
+    temp_path,
     write_record,
 )
 from robust_style.perceptual.weights.registry import WeightsEntry
@@ -156,12 +156,9 @@ def import_file(entry: WeightsEntry, file: Path, *, home: Path | None = None,
         raise MismatchError(f"cannot import {src} as {entry.name}: {exc}") from None
     folder = cache_dir(home)
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{entry.name}.", suffix=".import", dir=folder)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = temp_path(cached_path(entry, home))
     try:
         if link:
-            tmp.unlink()
             tmp.symlink_to(src.resolve())
         else:
             shutil.copyfile(src, tmp)
