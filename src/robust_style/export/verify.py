@@ -9,8 +9,8 @@
 * ONNX Runtime against PyTorch at several sizes, odd ones included. Two outputs are
   compared: the float network's output, which the exporter keeps as the named tensor
   :data:`~robust_style.export.onnx_export.CORE_OUTPUT` inside the served graph (exposed
-  as an extra output of a second session), against ``net(x)``; and the served ``uint8``
-  output against :class:`~robust_style.export.onnx_export.ServingWrapper`.
+  as an extra graph output), against ``net(x)``; and the served ``uint8`` output against
+  :class:`~robust_style.export.onnx_export.ServingWrapper`.
 
 Bounds: fp32, float max abs difference <= ``atol`` (1e-4 on the [0, 1] scale), uint8 at
 most 1 LSB anywhere (a 1e-6 float difference can flip a value sitting on a rounding
@@ -185,21 +185,27 @@ def _contract_problems(model: onnx.ModelProto) -> list[str]:
     return problems
 
 
-def _sessions(model: onnx.ModelProto, providers: Sequence[str]):  # type: ignore[no-untyped-def]
+def _session(model: onnx.ModelProto, providers: Sequence[str]):  # type: ignore[no-untyped-def]
+    """One ONNX Runtime session on the model, with the float core's output exposed.
+
+    The graph is the shipped one plus one extra graph output (:data:`CORE_OUTPUT`), so
+    a single run yields both the float network's output and the served uint8 output.
+    Returns ``(session, has_core)``.
+    """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    plain = ort.InferenceSession(model.SerializeToString(), opts, providers=list(providers))
     produced = {o for n in model.graph.node for o in n.output}
-    if CORE_OUTPUT not in produced:
-        return plain, None
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    probe.graph.output.append(helper.make_tensor_value_info(
-        CORE_OUTPUT, TensorProto.FLOAT, ["batch", 3, "height", "width"]))
-    return plain, ort.InferenceSession(probe.SerializeToString(), opts,
-                                       providers=list(providers))
+    has_core = CORE_OUTPUT in produced
+    if has_core:
+        probe = onnx.ModelProto()
+        probe.CopyFrom(model)
+        probe.graph.output.append(helper.make_tensor_value_info(
+            CORE_OUTPUT, TensorProto.FLOAT, ["batch", 3, "height", "width"]))
+        model = probe
+    return ort.InferenceSession(model.SerializeToString(), opts,
+                                providers=list(providers)), has_core
 
 
 def verify_onnx(model: str | Path | bytes | onnx.ModelProto, net: nn.Module,
@@ -248,7 +254,7 @@ def verify_onnx(model: str | Path | bytes | onnx.ModelProto, net: nn.Module,
     if contract:
         return VerificationReport(precision, (), tuple(failures), tuple(checks))
 
-    plain, probe = _sessions(model, providers)
+    sess, has_core = _session(model, providers)
     net = net.eval().cpu().float()
     rng = np.random.default_rng(seed)
     results = []
@@ -258,15 +264,17 @@ def verify_onnx(model: str | Path | bytes | onnx.ModelProto, net: nn.Module,
             y = net(ServingWrapper.preprocess(torch.from_numpy(batch)))
             ref_u8 = ServingWrapper.postprocess(y).numpy()
             ref_f = y.numpy()
-        out_u8 = plain.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+        outs = sess.run([OUTPUT_NAME, CORE_OUTPUT] if has_core else [OUTPUT_NAME],
+                        {INPUT_NAME: batch})
+        out_u8 = outs[0]
         label = f"{n}x3x{h}x{w}"
         if out_u8.shape != batch.shape or out_u8.dtype != np.uint8:
             failures.append(f"{label}: output {out_u8.dtype} {out_u8.shape}, expected uint8 "
                             f"{batch.shape}")
             continue
         fmax = fpsnr = None
-        if probe is not None:
-            out_f = probe.run([CORE_OUTPUT], {INPUT_NAME: batch})[0]
+        if has_core:
+            out_f = outs[1]
             fmax = float(np.max(np.abs(out_f.astype(np.float64) - ref_f)))
             fpsnr = psnr(out_f, ref_f, 1.0)
         diff = np.abs(out_u8.astype(np.int16) - ref_u8.astype(np.int16))
@@ -287,7 +295,7 @@ def verify_onnx(model: str | Path | bytes | onnx.ModelProto, net: nn.Module,
             if r.uint8_exact_fraction < min_exact:
                 failures.append(f"{label}: only {100 * r.uint8_exact_fraction:.2f}% of uint8 "
                                 f"values exact (min {100 * min_exact:g}%)")
-    if probe is None:
+    if not has_core:
         checks.append(f"no {CORE_OUTPUT!r} tensor in the file (not written by robust-style "
                       "export?): compared the uint8 output only")
     if not failures:
