@@ -64,8 +64,7 @@ class _Family:
         out = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
         with self.lock:
             for labels, v in sorted(self.values.items()):
-                suffix = "_total" if self.kind == "counter" else ""
-                out.append(f"{self.name}{suffix}{_fmt_labels(labels)} {_fmt_value(v)}")
+                out.append(f"{self.name}{_fmt_labels(labels)} {_fmt_value(v)}")
         return out
 
 
@@ -109,11 +108,11 @@ class Metrics:
 
     def __init__(self) -> None:
         p = "robust_style"
-        self.requests = _Family(f"{p}_requests", "counter",
+        self.requests = _Family(f"{p}_requests_total", "counter",
                                 "RPCs answered, by API, method, style and gRPC status code.")
-        self.expired = _Family(f"{p}_deadline_skipped", "counter",
+        self.expired = _Family(f"{p}_deadline_skipped_total", "counter",
                                "Queued requests not run because their deadline had passed.")
-        self.reloads = _Family(f"{p}_model_loads", "counter",
+        self.reloads = _Family(f"{p}_model_loads_total", "counter",
                                "Model (re)loads by style and result (ok, failed, removed).")
         self.models = _Family(f"{p}_models_ready", "gauge", "Styles loaded and warmed up.")
         self.latency = _Histogram(f"{p}_request_latency_seconds",

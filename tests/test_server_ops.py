@@ -1,0 +1,198 @@
+"""Operations: a real `robust-style serve` process (SIGTERM, no torch), TLS, auth, metrics."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from server_fixtures import encode, model_store, models_dir, photo, server, start_server
+
+from robust_style.cli import main
+from robust_style.server.app import StyleServer
+from robust_style.server.client import ClientError, StyleClient
+from robust_style.server.protos.robust_style.v1 import style_transfer_pb2 as pb
+from robust_style.server.protos.robust_style.v1 import style_transfer_pb2_grpc as pb_grpc
+
+__all__ = ["model_store", "models_dir", "server"]
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+PROBE = r"""
+import os, signal, sys, threading
+from robust_style.cli import main
+
+models, port, image = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+
+def probe():
+    from robust_style.server.client import StyleClient
+    try:
+        with StyleClient(f"127.0.0.1:{port}") as client:
+            assert client.wait_ready(120), "server not ready"
+            result = client.stylize(image, "tiny")
+            assert result.width == 64
+        print("TORCH_MODULES", sorted(m for m in sys.modules if m.split(".")[0] == "torch"),
+              flush=True)
+    finally:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+threading.Thread(target=probe, daemon=True).start()
+sys.exit(main(["serve", "--models", models, "--port", str(port), "--metrics-port", "-1"]))
+"""
+
+
+def test_server_process_never_imports_torch(models_dir: Path, tmp_path: Path) -> None:
+    image = tmp_path / "cat.png"
+    image.write_bytes(encode(photo("chelsea", 64)))
+    proc = subprocess.run([sys.executable, "-c", PROBE, str(models_dir), str(_free_port()),
+                           str(image)], capture_output=True, text=True, timeout=300, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "TORCH_MODULES []" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+
+
+def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(models_dir: Path) -> None:
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "robust_style", "serve", "--models",
+                             str(models_dir), "--port", str(port), "--metrics-port", "-1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        client = StyleClient(f"127.0.0.1:{port}")
+        assert client.wait_ready(120)
+        frames: queue.Queue = queue.Queue()
+        end = object()
+
+        def requests():  # noqa: ANN202
+            while (item := frames.get()) is not end:
+                yield item
+
+        stub = pb_grpc.StyleTransferStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+        png = encode(photo("astronaut", 64))
+        frames.put(pb.StylizeRequest(style="tiny", image=png, id="0"))
+        responses = stub.StylizeStream(requests(), timeout=120)
+        first = next(responses)  # the stream is now in flight
+        proc.send_signal(signal.SIGTERM)
+        for i in (1, 2):
+            frames.put(pb.StylizeRequest(style="tiny", image=png, id=str(i)))
+        frames.put(end)
+        rest = list(responses)
+        assert [r.id for r in (first, *rest)] == ["0", "1", "2"]
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = proc.stderr.read()
+    assert "received SIGTERM" in err and "stopped" in err and "Traceback" not in err
+
+
+def test_serve_without_models_is_a_one_line_error(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    assert main(["serve", "--models", str(tmp_path), "--port", "0", "--metrics-port", "-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no style models" in err[0] and "--allow-empty" in err[0]
+    (tmp_path / "bad.onnx").write_bytes(b"nope")
+    assert main(["serve", "--models", str(tmp_path), "--port", "0", "--metrics-port", "-1"]) == 2
+    assert "could be loaded" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert main(["serve", "--models", str(tmp_path / "missing")]) == 2
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    pytest.importorskip("cryptography")
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_tls_and_bearer_token(models_dir: Path, tmp_path: Path) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    cert, key = _self_signed(tmp_path)
+    s = start_server(models_dir, tls_cert=cert, tls_key=key, auth_token="s3cret")
+    target = f"localhost:{s.port}"
+    try:
+        with StyleClient(target, root_cert=cert.read_bytes(), token="s3cret") as client:
+            assert [st.name for st in client.list_styles()] == ["tiny", "tiny2"]
+            assert client.stylize(encode(photo("coffee", 40)), "tiny").width == 40
+        for token in (None, "wrong", "s3cret-but-longer"):
+            with StyleClient(target, root_cert=cert.read_bytes(), token=token) as client, \
+                    pytest.raises(ClientError) as info:
+                client.list_styles()
+            assert info.value.code == grpc.StatusCode.UNAUTHENTICATED, token
+        # Health stays open for load-balancer probes; plaintext is refused.
+        creds = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+        health = health_pb2_grpc.HealthStub(grpc.secure_channel(target, creds))
+        assert health.Check(health_pb2.HealthCheckRequest()).status == \
+            health_pb2.HealthCheckResponse.SERVING
+        with StyleClient(target, token="s3cret", timeout=5) as client, \
+                pytest.raises(ClientError) as info:
+            client.list_styles()
+        assert info.value.code == grpc.StatusCode.UNAVAILABLE
+    finally:
+        s.stop(0)
+
+
+def test_metrics_text_parses(server: StyleServer) -> None:
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    stub = pb_grpc.StyleTransferStub(grpc.insecure_channel(server.address))
+    png = encode(photo("rocket", 48))
+    for _ in range(3):
+        stub.Stylize(pb.StylizeRequest(style="tiny", image=png))
+    with pytest.raises(grpc.RpcError):
+        stub.Stylize(pb.StylizeRequest(style="nope", image=png))
+    with urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10) as resp:
+        assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = resp.read().decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert all(f.type in ("counter", "gauge", "histogram") for f in families.values()), \
+        [(f.name, f.type) for f in families.values()]
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in families.values() for s in f.samples}
+    ok = (("api", "style"), ("code", "OK"), ("method", "Stylize"), ("style", "tiny"))
+    assert samples[("robust_style_requests_total", ok)] == 3
+    bad = (("api", "style"), ("code", "NOT_FOUND"), ("method", "Stylize"), ("style", "nope"))
+    assert samples.get(("robust_style_requests_total", bad)) == 1, text[:1200]
+    assert families["robust_style_request_latency_seconds"].type == "histogram"
+    assert families["robust_style_queue_seconds"].type == "histogram"
+    assert samples[("robust_style_models_ready", ())] == 2
+    buckets = [s for s in families["robust_style_batch_size"].samples
+               if s.name.endswith("_bucket") and s.labels["style"] == "tiny"]
+    counts = [s.value for s in buckets]
+    assert counts == sorted(counts) and counts[-1] == 3 and buckets[-1].labels["le"] == "+Inf"
+    assert samples[("robust_style_batch_size_count", (("style", "tiny"),))] == 3
+    assert np.isclose(samples[("robust_style_batch_size_sum", (("style", "tiny"),))], 3)
