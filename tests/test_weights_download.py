@@ -201,8 +201,14 @@ def test_unknown_sha256_is_recorded_and_guards_later_use(tmp_path: Path, server:
     data = bytearray(cached.read_bytes())
     data[-100] ^= 0xFF
     cached.write_bytes(bytes(data))
-    with pytest.raises(UserError, match=f"corrupt: sha256 .*expected {record['sha256']}"):
+    with pytest.raises(UserError, match=f"corrupt: sha256 .*expected {record['sha256']}.*"
+                                        f"`robust-style weights download {NAME}`"):
         resolve_backbone(NAME, None, home=home, registry=load_registry([reg]))
+
+    # The command that message names replaces the corrupt copy.
+    assert _cli(home, reg, "download", NAME, "--no-progress") == 0
+    assert cached.read_bytes() == madry_ckpt.read_bytes() and len(server.state.requests) == 2
+    assert resolve_backbone(NAME, None, home=home, registry=load_registry([reg]))[1] == cached
 
 
 def test_sha256_mismatch_deletes_the_partial_file(tmp_path: Path, server: _Server,

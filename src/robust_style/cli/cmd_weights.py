@@ -173,7 +173,7 @@ def _verify(args: argparse.Namespace) -> int:
     if failed:
         sys.stderr.write(f"robust-style: error: {failed} of {len(entries)} cached file(s) "
                          "failed verification; fetch them again with `robust-style weights "
-                         "download NAME --force` (or import)\n")
+                         "download NAME` (or `weights import NAME FILE`)\n")
         return 1
     return 0
 

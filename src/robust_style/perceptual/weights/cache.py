@@ -248,5 +248,5 @@ def _cached_checked(entry: WeightsEntry, home: Path | None) -> Path:
     got = file_sha256(path, home=home)
     if want and got != want:
         raise UserError(f"cached weights {path} are corrupt: sha256 {got}, expected {want}; "
-                        f"fetch them again with {_fetch_hint(entry)} --force")
+                        f"fetch them again with {_fetch_hint(entry)}")
     return path

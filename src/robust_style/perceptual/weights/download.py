@@ -244,7 +244,7 @@ def download(entry: WeightsEntry, *, home: Path | None = None,
         have = file_sha256(dest, home=home)
         prefix_ok = not entry.sha256_prefix or have.startswith(entry.sha256_prefix)
         if (want is None or have == want) and prefix_ok:
-            log.info("%s is already cached: %s", entry.name, dest)
+            log.debug("%s is already cached: %s", entry.name, dest)
             return dest, None
         log.warning("cached %s has sha256 %s, expected %s: downloading it again",
                     entry.name, have, want or entry.sha256_prefix + "...")
