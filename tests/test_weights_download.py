@@ -440,3 +440,28 @@ def test_a_mirror_finishes_what_another_started_when_sha256_is_known(
     reg = _registry(tmp_path, _entry("other", urls, sha=None, size=None))
     assert _cli(home, reg, "download", "other", "--retries", "0", "--no-progress") == 0
     assert server.state.requests == [("/a.pt", None), ("/b.pt", None)]
+
+
+def test_train_backbone_name_uses_the_downloaded_file(tmp_path: Path, server: _Server,
+                                                      madry_ckpt: Path, photo_dir: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """download from the local server, then `train --backbone NAME` with no weights path."""
+    from robust_style.transformer_net import load_style_model
+
+    server.state.files["/imagenet_l2_3_0.pt"] = madry_ckpt
+    reg = _registry(tmp_path, _entry(NAME, [server.url("/imagenet_l2_3_0.pt")], sha=None,
+                                     size=None))
+    monkeypatch.setenv("ROBUST_STYLE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ROBUST_STYLE_REGISTRY", str(reg))
+    assert main(["weights", "download", NAME, "--no-progress"]) == 0
+    cached = tmp_path / "home" / "weights" / f"{NAME}.pt"
+
+    photo = next(photo_dir.rglob("*.jpg"))
+    run = tmp_path / "run"
+    assert main(["train", "--style", str(photo), "--content", str(photo_dir), "--out", str(run),
+                 "--backbone", NAME, "--image-size", "32", "--batch-size", "1",
+                 "--max-steps", "1", "--workers", "0", "--sample-interval", "0"]) == 0
+    meta = load_style_model(run).meta
+    assert meta["backbone_arch"] == "robust-resnet50"
+    assert meta["backbone_weights"] == str(cached)
+    assert meta["backbone_sha256"] == _sha(madry_ckpt)
