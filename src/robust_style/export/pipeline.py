@@ -143,5 +143,5 @@ def export_style_model(opts: ExportOptions) -> ExportResult:
     finally:
         bar.close()
     seconds = time.perf_counter() - t0
-    log.info("exported %s (%s, %.1f MB) in %.1f s", out, precision, len(data) / 1e6, seconds)
+    log.debug("exported %s (%s, %.1f MB) in %.1f s", out, precision, len(data) / 1e6, seconds)
     return ExportResult(out, written, metadata, report, len(data), seconds)

@@ -33,7 +33,7 @@ def triton_config(name: str, max_batch_size: int = DEFAULT_MAX_BATCH,
     """The ``config.pbtxt`` text (protobuf text format of Triton's ``ModelConfig``)."""
     if max_batch_size < 1:
         raise ValueError("max_batch_size must be >= 1 (dynamic batching needs a batch axis)")
-    note = f"# {description}\n" if description else ""
+    note = "".join(f"# {line}\n" for line in description.splitlines() if line.strip())
     return (
         f"# Written by robust-style {__version__} (robust-style export --triton-repo).\n"
         f"{note}"
