@@ -50,7 +50,12 @@ from robust_style.transformer_net.artifact import (
     save_style_model,
 )
 from robust_style.transformer_net.config import AUTO, AUTO_RATIOS, DEFAULT_LOSS_WEIGHTS, TrainConfig
-from robust_style.transformer_net.data import ImageFolderDataset, find_images, load_image_tensor
+from robust_style.transformer_net.data import (
+    ImageFolderDataset,
+    find_images,
+    load_image_tensor,
+    load_rgb,
+)
 from robust_style.transformer_net.model import TransformerNet, TransformerNetConfig
 from robust_style.transformer_net.sampler import StepSampler
 from robust_style.transformer_net.samples import make_grid, save_image_atomic, tensor_to_image
@@ -225,12 +230,8 @@ def _train(config: TrainConfig, state: dict[str, Any] | None, dctx: _Dist) -> Tr
 
     files = find_images(config.content)
     sample_path = Path(config.sample_image) if config.sample_image else None
-    if sample_path is None and len(files) >= 3:
-        sample_path = files.pop()  # held out: never seen in training
-        log.info("held-out sample photo: %s", sample_path)
-    elif sample_path is None and files:
-        sample_path = files[0]
-        log.warning("fewer than 3 photos: the sample photo %s is also a training photo", sample_path)
+    if sample_path is None:
+        sample_path = _pick_sample(files)
     dataset = ImageFolderDataset(files, config.image_size, min_images=1)
     per_step = config.batch_size * dctx.world
     total = config.max_steps or math.ceil(config.epochs * len(dataset) / per_step)
@@ -370,6 +371,25 @@ def _train(config: TrainConfig, state: dict[str, Any] | None, dctx: _Dist) -> Tr
     if dctx.enabled:
         dist.barrier()
     return TrainResult(run, result_path, step, config)
+
+
+def _pick_sample(files: list[Path]) -> Path | None:
+    """Hold the last decodable photo out of training as the sample (removed from ``files``).
+
+    With fewer than 3 photos nothing is held out: the sample is also a training photo.
+    """
+    for candidate in reversed(files):
+        try:
+            load_rgb(candidate)
+        except Exception:  # noqa: BLE001 - corrupt files are skipped by the dataset too
+            continue
+        if len(files) >= 3:
+            files.remove(candidate)
+            log.info("held-out sample photo: %s", candidate)
+        else:
+            log.warning("fewer than 3 photos: the sample %s is also a training photo", candidate)
+        return candidate
+    return None
 
 
 def _criterion(loss_net: torch.nn.Module, style_img: torch.Tensor, config: TrainConfig,
