@@ -76,14 +76,18 @@ def _png(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _time(fn, repeats: int) -> list[float]:  # noqa: ANN001
-    fn()  # warm-up (first call per shape)
-    out = []
+def _interleaved(fns: dict, repeats: int) -> dict[str, list[float]]:
+    """Time each function ``repeats`` times, round-robin, so that load changes on a shared
+    machine hit every variant alike (the ratios are what matter)."""
+    for fn in fns.values():
+        fn()  # warm-up (first call per shape)
+    times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return times
 
 
 def _rss_mb(pid: int, key: str = "VmHWM") -> float:
@@ -193,9 +197,9 @@ def main() -> int:
             def kserve_raw(kreq: kpb.ModelInferRequest = kreq) -> None:
                 kstub.ModelInfer(kreq, timeout=600)
 
-            for name, fn in (("bare", bare), ("in-process", inproc), ("gRPC PNG", grpc_png),
-                             ("KServe raw", kserve_raw)):
-                times = _time(fn, args.repeats)
+            fns = {"bare": bare, "in-process": inproc, "gRPC PNG": grpc_png,
+                   "KServe raw": kserve_raw}
+            for name, times in _interleaved(fns, args.repeats).items():
                 r[name] = statistics.median(times)
                 print(f"  {side}px {name:<11} median {r[name] * 1000:8.1f} ms", flush=True)
             for n in (1, 4):
@@ -227,11 +231,13 @@ def _report(results: dict, ready_s: float, rss_ready: float, rss_peak: float, co
               f"{c4['p50'] * 1000:.0f} ms | {c4['p95'] * 1000:.0f} ms | "
               f"{c4['p95'] / c4['p50']:.2f} |")
     print(f"\nstart-up to SERVING: {ready_s:.2f} s; RSS at ready {rss_ready:.0f} MB, "
-          f"peak {rss_peak:.0f} MB; exit code after SIGTERM: {code}")
+          f"peak {rss_peak:.0f} MB; exit code after SIGTERM: {code}; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     args.out.mkdir(parents=True, exist_ok=True)
     summary = {"model": model.name, "repeats": args.repeats, "ready_seconds": ready_s,
                "rss_ready_mb": rss_ready, "rss_peak_mb": rss_peak, "sizes": results,
-               "cpu_count": os.cpu_count()}
+               "cpu_count": os.cpu_count(), "loadavg_end": os.getloadavg()[0],
+               "exit_code": code}
     (args.out / "serving_bench.json").write_text(json.dumps(summary, indent=2))
     _chart(results, args.out / "serving_bench.png", ready_s, rss_peak)
 

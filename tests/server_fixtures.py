@@ -52,10 +52,14 @@ def new_version(src: Path, dst: Path, name: str | None = None, factor: float = -
 @pytest.fixture(scope="session")
 def model_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``tiny.onnx`` (style "tiny"), ``tiny2.onnx`` ("tiny2"), ``tiny_v2.onnx`` ("tiny" again)."""
-    root = tmp_path_factory.mktemp("model_store")
-    export_tiny(root / "tiny.onnx", "tiny", 0)
-    new_version(root / "tiny.onnx", root / "tiny2.onnx", name="tiny2", factor=0.5)
-    new_version(root / "tiny.onnx", root / "tiny_v2.onnx")
+    # Each test module that imports this fixture gets its own instance, so the files are
+    # kept in the session's base temp dir and exported once.
+    root = tmp_path_factory.getbasetemp() / "server_model_store"
+    if not (root / "tiny_v2.onnx").is_file():
+        root.mkdir(exist_ok=True)
+        export_tiny(root / "tiny.onnx", "tiny", 0)
+        new_version(root / "tiny.onnx", root / "tiny2.onnx", name="tiny2", factor=0.5)
+        new_version(root / "tiny.onnx", root / "tiny_v2.onnx")
     return root
 
 

@@ -306,3 +306,33 @@ def _wait_for(cond, timeout: float = 30.0) -> bool:  # noqa: ANN001
             return True
         time.sleep(0.02)
     return False
+
+
+def test_dynamic_batching_groups_same_sized_requests(models_dir: Path) -> None:
+    s = start_server(models_dir, batch=BatchConfig(max_batch=4, max_delay_ms=1000))
+    try:
+        stub = _kserve(s)
+        frames = [photo(n, 40) for n in ("astronaut", "coffee", "chelsea", "rocket")]
+        frames = [f[:24, :40] for f in frames]  # all 24x40
+        odd = photo("astronaut", 40)[:30, :32]
+
+        def request(x: np.ndarray) -> kpb.ModelInferRequest:
+            r = kpb.ModelInferRequest(model_name="tiny", raw_input_contents=[x[None].tobytes()])
+            r.inputs.add(name="image", datatype="UINT8", shape=[1, *x.shape])
+            return r
+
+        futures = [stub.ModelInfer.future(request(np.ascontiguousarray(f))) for f in frames]
+        other = stub.ModelInfer.future(request(np.ascontiguousarray(odd)))
+        outs = [np.frombuffer(f.result(timeout=60).raw_output_contents[0], np.uint8)
+                for f in futures]
+        assert list(other.result(timeout=60).outputs[0].shape) == [1, 30, 32, 3]
+        batches = s.metrics.batch.series[(("style", "tiny"),)]
+        runs, images_run = batches[-1], batches[-2]
+        assert images_run == 5 and runs < 5, "same-sized requests must share a run"
+        # A batched run gives each request the pixels it gets alone.
+        model, _ = s.registry.get("tiny")
+        for f, out in zip(frames, outs, strict=True):
+            alone = model.run(np.ascontiguousarray(f)[None]).ravel()
+            assert np.abs(alone.astype(int) - out).max() <= 1
+    finally:
+        s.stop(0)
