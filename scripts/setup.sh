@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Create .venv (if missing) and install robust-style into it.
+#   scripts/setup.sh         the package (train, export, serve)
+#   scripts/setup.sh dev     plus the dev extra (tests, linters)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+extra=""
+[ "${1:-}" = "dev" ] && extra="[dev]"
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+# torch/torchvision pinned to the releases this project is tested with.
+.venv/bin/python -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
+.venv/bin/python -m pip install --quiet -e ".${extra}"
