@@ -7,14 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import skimage_photo
 from PIL import Image
 
 from robust_style.analysis.gatys import GatysConfig, optimize_image
 from robust_style.analysis.images import load_image
 from robust_style.cli import main
 from robust_style.perceptual import build_loss_network
-
-from conftest import skimage_photo
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import skimage_photo
 from torch import nn
 
 from robust_style.analysis.robustness_metric import (
@@ -18,8 +19,6 @@ from robust_style.analysis.robustness_metric import (
 )
 from robust_style.cli import main
 from robust_style.perceptual import BackboneSpec, LossNetwork
-
-from conftest import skimage_photo
 
 
 class Constant(nn.Module):

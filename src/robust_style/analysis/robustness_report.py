@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from robust_style.analysis.robustness_metric import LayerRobustness, RobustnessConfig
+from robust_style.errors import UserError
 
 __all__ = ["CSV_COLUMNS", "RobustnessRow", "format_table", "plot_chart", "write_csv"]
 
@@ -86,8 +87,11 @@ def plot_chart(rows: Sequence[RobustnessRow], path: str | Path, title: str = "")
     The y axis turns logarithmic when the values span more than two decades, so a
     random-init control does not flatten the real network's bars.
     """
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ModuleNotFoundError as exc:
+        raise UserError("the R(f) chart needs matplotlib: pip install 'robust-style[plots]' "
+                        "(the CSV was written)") from exc
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
