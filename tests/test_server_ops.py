@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import queue
 import signal
@@ -69,7 +70,8 @@ def test_server_process_never_imports_torch(models_dir: Path, tmp_path: Path) ->
 def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(models_dir: Path) -> None:
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "robust_style", "serve", "--models",
-                             str(models_dir), "--port", str(port), "--metrics-port", "-1"],
+                             str(models_dir), "--port", str(port), "--metrics-port", "-1",
+                             "--log-json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     try:
         client = StyleClient(f"127.0.0.1:{port}")
@@ -98,7 +100,11 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(models_dir: Path)
             proc.kill()
             proc.wait()
     err = proc.stderr.read()
-    assert "received SIGTERM" in err and "stopped" in err and "Traceback" not in err
+    assert "Traceback" not in err
+    logs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    messages = [rec["message"] for rec in logs]
+    assert "received SIGTERM" in messages and messages[-1] == "stopped", err[-2000:]
+    assert all({"time", "level", "logger"} <= set(rec) for rec in logs)
 
 
 def test_serve_without_models_is_a_one_line_error(tmp_path: Path, capsys) -> None:  # noqa: ANN001

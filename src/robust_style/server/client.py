@@ -162,14 +162,16 @@ class StyleClient:
 
     def stylize_stream(self, images: Iterable[bytes | str | Path], style: str,
                        timeout: float | None = None, **options: Any) -> Iterator[StylizeResult]:
-        """Stylise a sequence of frames over one stream; results come in order."""
+        """Stylise a sequence of frames over one stream; results come in order.
+
+        ``timeout`` bounds the whole stream (default: none).
+        """
         reqs = (self._request(img, style, options.get("strength"),
                               options.get("preserve_color", False), options.get("max_side", 0),
                               options.get("format", "png"), options.get("quality", 0), str(i))
                 for i, img in enumerate(images))
         try:
-            for resp in self._stub.StylizeStream(reqs, timeout=timeout or self.timeout,
-                                                 metadata=self._metadata):
+            for resp in self._stub.StylizeStream(reqs, timeout=timeout, metadata=self._metadata):
                 yield self._result(resp)
         except grpc.RpcError as exc:
             raise self._error(exc) from None

@@ -108,7 +108,12 @@ class StyleTransferService(pb_grpc.StyleTransferServicer):
         def frames() -> Iterator[pb.StylizeResponse]:
             threading.Thread(target=reader, name="stream-reader", daemon=True).start()
             while True:
-                req, prep, fut, exc = window.get()
+                try:
+                    req, prep, fut, exc = window.get(timeout=0.5)
+                except queue.Empty:
+                    if not context.is_active():
+                        return  # the client went away
+                    continue
                 if req is end:
                     return
                 if exc is not None:
