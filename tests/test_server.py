@@ -336,3 +336,24 @@ def test_dynamic_batching_groups_same_sized_requests(models_dir: Path) -> None:
             assert np.abs(alone.astype(int) - out).max() <= 1
     finally:
         s.stop(0)
+
+
+def test_provider_probe_picks_a_provider_that_really_runs(model_store: Path,
+                                                          capfd: pytest.CaptureFixture[str]
+                                                          ) -> None:
+    """onnxruntime-gpu lists CUDA/TensorRT without a GPU; the probe must not believe it."""
+    import onnxruntime as ort
+
+    from robust_style.server.models import ProviderConfig, probe_providers
+
+    data = (model_store / "tiny.onnx").read_bytes()
+    for device in ("auto", "cuda", "tensorrt"):
+        chosen = probe_providers(ProviderConfig(device=device), data)
+        assert chosen[-1][0] == "CPUExecutionProvider"
+        sess = ort.InferenceSession(data, providers=chosen)
+        assert sess.get_providers()[0] == chosen[0][0], (device, chosen)
+    assert probe_providers(ProviderConfig(device="cpu"), data) == [("CPUExecutionProvider", {})]
+    out = capfd.readouterr()
+    assert "EP Error" not in out.out + out.err, "fallback must be quiet"
+    with pytest.raises(ValueError, match="unknown device"):
+        ProviderConfig(device="npu").candidates()
