@@ -30,6 +30,34 @@ from robust_style.export.onnx_export import build_served_model
 from robust_style.transformer_net import TransformerNet
 
 
+def plot(rows: list[tuple[int, float, float]], threads: int, load: float, png: Path) -> None:
+    """Grouped bars (log scale) of the median latencies, with the ratio over each pair."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    xs = np.arange(len(rows))
+    ax.bar(xs - 0.2, [r[1] for r in rows], 0.4, label="PyTorch eager fp32")
+    ax.bar(xs + 0.2, [r[2] for r in rows], 0.4, label="ONNX Runtime CPU EP (served uint8 model)")
+    for i, (_, p, r) in enumerate(rows):
+        ax.text(i, max(p, r) * 1.15, f"ORT {p / r:.2f}x faster", ha="center", fontsize=9)
+    ax.set_yscale("log")
+    lo = min(min(r[1], r[2]) for r in rows)
+    hi = max(max(r[1], r[2]) for r in rows)
+    ax.set_ylim(lo / 2, hi * 6)
+    ax.set_xticks(xs, [f"{r[0]} px" for r in rows])
+    ax.set_ylabel(f"median latency, ms (batch 1, {threads} threads)")
+    ax.set_title("Style network inference: PyTorch vs exported ONNX\n"
+                 f"(load avg {load:.1f} on {os.cpu_count()} cores while measuring)", fontsize=10)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5, help="timed runs per size and engine")
@@ -53,9 +81,9 @@ def main() -> int:
         opts.inter_op_num_threads = 1
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
+    load = os.getloadavg()[0]
     print(f"threads {args.threads}, repeats {args.repeats}, torch {torch.__version__}, "
-          f"onnxruntime {ort.__version__}, export {export_s:.1f} s, "
-          f"load avg {os.getloadavg()[0]:.1f}")
+          f"onnxruntime {ort.__version__}, export {export_s:.1f} s, load avg {load:.1f}")
     print(f"{'size':>6} {'pytorch ms':>11} {'onnxrt ms':>10} {'ratio pt/ort':>13}")
     rows = []
     rng = np.random.default_rng(0)
@@ -82,28 +110,8 @@ def main() -> int:
         rows.append((side, p, r))
         print(f"{side:>6} {p:>11.1f} {r:>10.1f} {p / r:>13.2f}")
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    xs = np.arange(len(rows))
-    ax.bar(xs - 0.2, [r[1] for r in rows], 0.4, label="PyTorch eager fp32")
-    ax.bar(xs + 0.2, [r[2] for r in rows], 0.4, label="ONNX Runtime CPU EP (served uint8 model)")
-    for i, (_, p, r) in enumerate(rows):
-        ax.text(i, max(p, r) * 1.08, f"{p / r:.2f}x faster", ha="center", fontsize=9)
-    ax.set_ylim(top=max(max(r[1], r[2]) for r in rows) * 6)
-    ax.set_xticks(xs, [f"{r[0]} px" for r in rows])
-    ax.set_yscale("log")
-    ax.set_ylabel(f"median latency, ms (batch 1, {args.threads} threads)")
-    ax.set_title("Style network inference: PyTorch vs exported ONNX\n"
-                 f"(load avg {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)", fontsize=10)
-    ax.legend(loc="upper left")
-    fig.tight_layout()
-    args.out.mkdir(parents=True, exist_ok=True)
     png = args.out / "bench_export.png"
-    fig.savefig(png, dpi=120)
+    plot(rows, args.threads, load, png)
     print(f"chart: {png}")
     return 0
 
