@@ -8,8 +8,8 @@ The default-size Johnson network (1.68M parameters; latency does not depend on t
 values, so a seeded random init stands in for a trained one). PyTorch runs the float
 network on a float32 NCHW [0,1] tensor; ONNX Runtime runs the served file (uint8 NHWC in
 and out, pre/post-processing included), as a server would. Both get the same number of
-threads; runs alternate (torch, ORT, torch, ...) so load on a shared machine hits both
-alike. Prints the median of the repeats and the ratio, and saves a PNG chart.
+threads; runs alternate (torch, ORT, torch, ...) with a short pause between them, so load
+on a shared machine hits both alike and neither engine's spin-waiting threads slow the other. Prints the median of the repeats and the ratio, and saves a PNG chart.
 """
 
 from __future__ import annotations
@@ -63,6 +63,9 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=5, help="timed runs per size and engine")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--sizes", default="256,512,1024", help="square image sides, px")
+    ap.add_argument("--pause", type=float, default=0.3,
+                    help="seconds between runs, so idle threads of one engine (OpenMP, "
+                         "ORT spin-waiting) do not slow the next run of the other")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -103,6 +106,7 @@ def main() -> int:
         pt, rt = [], []
         for _ in range(args.repeats):
             for fn, acc in ((run_torch, pt), (run_ort, rt)):
+                time.sleep(args.pause)  # let the other engine's worker threads stop spinning
                 t = time.perf_counter()
                 fn()
                 acc.append(1000 * (time.perf_counter() - t))

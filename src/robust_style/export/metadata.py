@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -69,8 +70,6 @@ def build_metadata(meta: Mapping[str, Any], *, name: str, precision: str, opset:
     ``meta`` is :attr:`robust_style.transformer_net.StyleModel.meta` (what training
     recorded). Paths from the training machine are reduced to file names.
     """
-    import json
-
     steps_raw = meta.get("steps", 0)
     try:
         steps = int(steps_raw or 0)

@@ -32,7 +32,8 @@ import torch
 from onnx import TensorProto, helper
 from torch import nn
 
-from robust_style.contract import INPUT_NAME, OUTPUT_NAME
+from robust_style.contract import INPUT_NAME, MIN_SIDE, OUTPUT_NAME
+from robust_style.errors import UserError
 from robust_style.export.fp16 import op_input_types
 from robust_style.export.onnx_export import CORE_OUTPUT, ServingWrapper
 
@@ -116,9 +117,6 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
 
 def parse_sizes(text: str) -> tuple[tuple[int, int, int], ...]:
     """``"1x37x53,2x256x320"`` (N x H x W; ``1x3x37x53`` NCHW also accepted)."""
-    from robust_style.contract import MIN_SIDE
-    from robust_style.errors import UserError
-
     out = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         try:
