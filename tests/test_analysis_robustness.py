@@ -132,7 +132,6 @@ def test_analyze_robustness_writes_table_csv_and_chart(photo_dir: Path, tmp_path
 @pytest.mark.parametrize("argv, message", [
     (["--max-images", "1"], "at least 2"),
     (["--layers", "relu9_9"], "unknown layer"),
-    (["--backbone-weights", "random", "--backbone-weights", "random"], "--backbone-weights"),
 ])
 def test_analyze_robustness_bad_input_is_one_line(photo_dir: Path, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str],
@@ -142,6 +141,15 @@ def test_analyze_robustness_bad_input_is_one_line(photo_dir: Path, tmp_path: Pat
     assert code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_each_backbone_weights_follows_its_backbone(photo_dir: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["analyze", "robustness", "--backbone", "vgg16", "--backbone-weights", "random",
+              "--backbone-weights", "random", "--images", str(photo_dir), "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "must follow its own --backbone" in capsys.readouterr().err
 
 
 def test_shared_vgg16_first_layers_are_more_robust(shared_vgg16: Path, photos: torch.Tensor

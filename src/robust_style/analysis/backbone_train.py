@@ -16,14 +16,16 @@ Choices, and why:
   with the ImageNet dataset — and ``--init`` can start from one of them (fine-tuning a
   robust ImageNet network to a domain is the realistic use; training from scratch on a
   small folder gives a weak network).
-* **A weights-only copy is written.** ``train_model`` saves with ``pickle_module=dill``
-  and adds optimizer/schedule state; the project's loader only accepts files that
-  ``torch.load(weights_only=True)`` can read, so :func:`train_backbone` re-saves
-  ``{"model": state_dict, "epoch": n}`` (same ``module.model.*`` /
+* **A weights-only copy is written.** ``train_model`` saves with ``pickle_module=dill``,
+  together with optimizer and schedule state (twice the size). With the settings used
+  here those files happen to hold only tensors and numbers, so the project's safe loader
+  reads them too (checked with robustness 1.2.1.post2), but that is not guaranteed (a
+  ``LambdaLR`` schedule pickles a function). :func:`train_backbone` therefore re-saves
+  ``{"model": state_dict, "epoch": n}`` (the same ``module.model.*`` /
   ``module.attacker.model.*`` / ``module.normalizer.*`` keys) as ``robust-resnet50.pt``
   and checks that it loads with :func:`robust_style.perceptual.build_loss_network`.
   The library's own files (``checkpoint.pt.latest``, ``checkpoint.pt.best``,
-  ``<epoch>_checkpoint.pt``) stay beside it.
+  ``<epoch>_checkpoint.pt``) stay beside it, for resuming with ``robustness``.
 * **Validation** uses ``val_dir`` if given, else the training folder without
   augmentation (a fit check, not a generalisation estimate).
 """

@@ -198,7 +198,7 @@ def optimize_image(net: LossNetwork, content: torch.Tensor, style: torch.Tensor,
     bar = tqdm(range(1, cfg.steps + 1), desc=f"optimize ({cfg.optimizer})", unit="step",
                disable=not progress, leave=False)
     for step in bar:
-        loss = float(opt.step(closure))  # the loss at the start of this step
+        loss = float(opt.step(closure).detach())  # the loss at the start of this step
         with torch.no_grad():
             image.clamp_(0.0, 1.0)
         if not math.isfinite(loss):

@@ -6,9 +6,9 @@ Example::
         --backbone resnet50 --backbone-weights random \\
         --images photos/ --out results/ --image-size 128 --eps 1 --steps 10
 
-``--backbone`` may be repeated; the i-th ``--backbone-weights`` belongs to the i-th
-``--backbone`` (``random`` = a randomly initialised control network; missing = the
-backbone's registered or default weights, see ``robust-style weights list``).
+``--backbone`` may be repeated; a ``--backbone-weights`` belongs to the ``--backbone``
+just before it (``random`` = a randomly initialised control network; none = the
+backbone's registered weights if it names some, see ``robust-style weights list``).
 Writes ``<out>/robustness.csv`` and ``<out>/robustness.png`` and prints a table.
 """
 
@@ -21,6 +21,27 @@ from pathlib import Path
 __all__ = ["register"]
 
 RANDOM = "random"
+
+
+class _Backbone(argparse.Action):
+    """``--backbone NAME``: start a new ``[name, weights]`` entry."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        entries = list(getattr(namespace, self.dest) or [])
+        entries.append([str(values), None])
+        setattr(namespace, self.dest, entries)
+
+
+class _Weights(argparse.Action):
+    """``--backbone-weights FILE``: the weights of the ``--backbone`` given just before."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        entries = getattr(namespace, "backbone", None)
+        if not entries or entries[-1][1] is not None:
+            parser.error("each --backbone-weights must follow its own --backbone")
+        entries[-1][1] = str(values)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,11 +59,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "robustness", help="layer robustness R(f) (Ilyas et al., Distill 2019) per tap layer",
         description="R(f) = E[max_{|x'-x|<=eps} |f(x')-f(x)|] / E[|f(x1)-f(x2)|] per tap layer, "
         "the inner maximum by projected gradient ascent in the L2 ball. Lower = more robust.")
-    p.add_argument("--backbone", metavar="NAME", action="append", required=True,
+    p.add_argument("--backbone", metavar="NAME", action=_Backbone, required=True,
                    help="architecture or registered weights name; repeat to compare backbones")
-    p.add_argument("--backbone-weights", metavar="FILE", action="append", default=[],
-                   help="checkpoint for the backbone in the same position ('random' = random "
-                   "initialisation, the control); repeat in --backbone order")
+    p.add_argument("--backbone-weights", metavar="FILE", action=_Weights,
+                   help="checkpoint of the --backbone just before ('random' = random "
+                   "initialisation, the control)")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="allow full unpickling of the checkpoints (runs code in the files)")
     p.add_argument("--images", metavar="DIR", required=True, type=Path,
@@ -96,15 +117,11 @@ def _run(args: argparse.Namespace) -> int:
     from robust_style.errors import UserError
     from robust_style.perceptual import BACKBONES, build_loss_network
 
-    if len(args.backbone_weights) > len(args.backbone):
-        raise UserError(f"{len(args.backbone_weights)} --backbone-weights for "
-                        f"{len(args.backbone)} --backbone; give at most one per backbone")
     if args.max_images < 2:
         raise UserError("--max-images must be at least 2 (R(f) compares pairs of images)")
     cfg = RobustnessConfig(eps=args.eps, steps=args.steps, step_size=args.step_size,
                            batch_size=args.batch_size, seed=args.seed)
-    weights = list(args.backbone_weights) + [None] * (len(args.backbone) - len(args.backbone_weights))
-    resolved = [_resolve(b, w) for b, w in zip(args.backbone, weights, strict=True)]
+    resolved = [_resolve(b, w) for b, w in args.backbone]
     if args.layers:
         known = {name for arch, _ in resolved for name in BACKBONES[arch].layers}
         unknown = sorted(set(args.layers) - known)
