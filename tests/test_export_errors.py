@@ -135,3 +135,21 @@ def test_triton_config_rejects_unbatched() -> None:
     with pytest.raises(ValueError):
         triton_config("x", max_batch_size=0)
     assert 'name: "x"' in triton_config("x")
+
+
+def test_triton_entry_force_replaces_the_whole_entry(tmp_path: Path) -> None:
+    from robust_style.errors import UserError
+    from robust_style.export.triton import write_triton_entry
+
+    old = tmp_path / "tiny"
+    (old / "2").mkdir(parents=True)
+    (old / "2" / "model.onnx").write_bytes(b"stale version")
+    (old / "config.pbtxt").write_text("old")
+    with pytest.raises(UserError, match="--force"):
+        write_triton_entry(tmp_path, "tiny", b"new model")
+    assert (old / "config.pbtxt").read_text() == "old"
+    entry = write_triton_entry(tmp_path, "tiny", b"new model", force=True, max_batch_size=4)
+    assert entry == old
+    assert listing(tmp_path) == ["tiny", "tiny/1", "tiny/1/model.onnx", "tiny/config.pbtxt"]
+    assert (entry / "1" / "model.onnx").read_bytes() == b"new model"
+    assert "max_batch_size: 4" in (entry / "config.pbtxt").read_text()
