@@ -130,7 +130,7 @@ def export_core(net: nn.Module, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
 
     check_opset(opset)
     net = net.eval().cpu()
-    example = torch.rand(*_EXAMPLE_SHAPE)
+    example = torch.rand(*_EXAMPLE_SHAPE, generator=torch.Generator().manual_seed(0))
     dims = {0: Dim("batch"), 2: Dim("height"), 3: Dim("width")}
     sink = io.StringIO()
     with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(sink), \
@@ -139,7 +139,7 @@ def export_core(net: nn.Module, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
         program = torch.onnx.export(
             net, (example,), dynamo=True, external_data=False, opset_version=opset,
             input_names=[CORE_INPUT], output_names=[CORE_OUTPUT],
-            dynamic_shapes={"x": dims}, verbose=False,
+            dynamic_shapes=(dims,), verbose=False,
         )
     if sink.getvalue().strip():
         log.debug("torch.onnx.export said:\n%s", sink.getvalue())
