@@ -159,14 +159,14 @@ def _loaders(cfg: BackboneTrainConfig) -> tuple[torch.utils.data.DataLoader,
 
 
 def _save_weights_only(state_dict: dict[str, torch.Tensor], epoch: int, path: Path) -> None:
+    from robust_style.analysis.images import file_mode
+
     payload = {"model": {k: v.detach().cpu() for k, v in state_dict.items()}, "epoch": epoch}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
     try:
         torch.save(payload, tmp)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give it a normal file's mode
+        os.chmod(tmp, file_mode())  # mkstemp makes 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

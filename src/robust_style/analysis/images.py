@@ -18,7 +18,14 @@ from PIL import Image, UnidentifiedImageError
 
 from robust_style.errors import UserError
 
-__all__ = ["IMAGE_SUFFIXES", "list_images", "load_image", "load_image_folder", "save_image"]
+__all__ = ["IMAGE_SUFFIXES", "file_mode", "list_images", "load_image", "load_image_folder", "save_image"]
+
+
+def file_mode() -> int:
+    """The mode ``open()`` would give a new file: 0666 minus the umask (mkstemp uses 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -96,6 +103,7 @@ def save_image(image: torch.Tensor, path: str | Path) -> Path:
     try:
         with os.fdopen(fd, "wb") as fh:
             im.save(fh, format=fmt)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
