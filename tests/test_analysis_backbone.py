@@ -83,8 +83,10 @@ def two_class_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_backbone_train_checkpoint_loads_and_matches_robustness(
         two_class_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
+    init_net = random_resnet50(seed=5)
+    init = save_madry_checkpoint(tmp_path / "init.pt", init_net)
     code = main(["backbone", "train", "--data", str(two_class_folder), "--out", str(out),
-                 "--eps", "0.5", "--attack-steps", "1", "--batch-size", "4",
+                 "--init", str(init), "--eps", "0.5", "--attack-steps", "1", "--batch-size", "4",
                  "--image-size", "40", "--epochs", "1", "--lr", "0.001"])
     assert code == 0
     assert "animals, things" in capsys.readouterr().out
@@ -93,6 +95,13 @@ def test_backbone_train_checkpoint_loads_and_matches_robustness(
     payload = load_checkpoint(weights)
     assert payload["epoch"] == 1
     assert any(k.startswith("module.attacker.model.") for k in payload["model"])
+    trained_conv1 = payload["model"]["module.model.conv1.weight"]
+    start = init_net.conv1.weight.detach()
+    # Started from --init and trained: a step away from it, but much nearer to it than an
+    # unrelated random init (relative distance ~1.4 between two independent inits).
+    fresh = random_resnet50(seed=6).conv1.weight.detach()
+    assert float((fresh - start).norm()) > 1.2 * float(start.norm())
+    assert 0 < float((trained_conv1 - start).norm()) < 0.6 * float(start.norm())
     net = build_loss_network("robust-resnet50", weights)
     # The same network as robustness' own (dill-pickled) checkpoint, read by its own loader.
     library = out / "checkpoint.pt.latest"
