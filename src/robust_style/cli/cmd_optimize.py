@@ -3,7 +3,7 @@
 Example::
 
     robust-style optimize --content photo.jpg --style the-scream.jpg \\
-        --backbone vgg16-caffe -o out.png --steps 100 --image-size 256
+        --backbone vgg16-caffe -o out.png --steps 100 --image-size 384
 
 Single-layer mode (the layer comparisons of Ilyas et al.'s comment on Nakano 2019)::
 
@@ -38,8 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="the loss network's checkpoint (or a registered weights name)")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="allow full unpickling of --backbone-weights (runs code in the file)")
-    p.add_argument("--image-size", type=int, default=256,
-                   help="shorter side of the content image and output (default 256)")
+    p.add_argument("--image-size", type=int, default=192,
+                   help="shorter side of the content image and output (default 192, for CPU)")
     p.add_argument("--style-size", type=int, default=None,
                    help="shorter side of the style image (default: --image-size)")
     layers = p.add_mutually_exclusive_group()
