@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Create .venv (if missing) and install robust-style into it.
 #   scripts/setup.sh         the package (train, export, serve)
-#   scripts/setup.sh dev     plus the dev extra (tests, linters)
+#   scripts/setup.sh dev     plus the dev and robustness extras (tests, linters, parity)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 extra=""
-[ "${1:-}" = "dev" ] && extra="[dev]"
+[ "${1:-}" = "dev" ] && extra="[dev,robustness]"
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
