@@ -33,14 +33,13 @@ Choices, and why:
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from robust_style.errors import UserError
+from robust_style.fileio import atomic_write
 
 __all__ = ["BackboneTrainConfig", "TrainResult", "train_backbone", "WEIGHTS_NAME"]
 
@@ -159,18 +158,9 @@ def _loaders(cfg: BackboneTrainConfig) -> tuple[torch.utils.data.DataLoader,
 
 
 def _save_weights_only(state_dict: dict[str, torch.Tensor], epoch: int, path: Path) -> None:
-    from robust_style.analysis.images import file_mode
-
     payload = {"model": {k: v.detach().cpu() for k, v in state_dict.items()}, "epoch": epoch}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.chmod(tmp, file_mode())  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        torch.save(payload, fh)
 
 
 def train_backbone(cfg: BackboneTrainConfig) -> TrainResult:

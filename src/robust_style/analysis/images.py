@@ -8,8 +8,6 @@ have one shape). Writes are atomic: a temporary file in the target directory, th
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +15,11 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from robust_style.errors import UserError
+from robust_style.fileio import atomic_write, file_mode
 
 __all__ = ["IMAGE_SUFFIXES", "file_mode", "list_images", "load_image", "load_image_folder", "save_image"]
 
 
-def file_mode() -> int:
-    """The mode ``open()`` would give a new file: 0666 minus the umask (mkstemp uses 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -98,14 +92,6 @@ def save_image(image: torch.Tensor, path: str | Path) -> Path:
     fmt = Image.registered_extensions().get(out.suffix.lower())
     if fmt is None:
         raise UserError(f"unknown image format {out.suffix!r} for {out}; use .png or .jpg")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            im.save(fh, format=fmt)
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(out) as fh:
+        im.save(fh, format=fmt)
     return out

@@ -5,15 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from robust_style.analysis.images import file_mode
 from robust_style.analysis.robustness_metric import LayerRobustness, RobustnessConfig
 from robust_style.errors import UserError
+from robust_style.fileio import atomic_write_bytes
 
 __all__ = ["CSV_COLUMNS", "RobustnessRow", "format_table", "plot_chart", "write_csv"]
 
@@ -44,19 +42,6 @@ class RobustnessRow:
                 "steps": str(self.config.steps), "step_size": f"{self.config.alpha:.6g}"}
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_csv(rows: Sequence[RobustnessRow], path: str | Path) -> Path:
     """Write the rows as CSV (header :data:`CSV_COLUMNS`), atomically."""
     buf = io.StringIO()
@@ -65,7 +50,7 @@ def write_csv(rows: Sequence[RobustnessRow], path: str | Path) -> Path:
     for row in rows:
         writer.writerow(row.as_dict())
     out = Path(path)
-    _atomic_write_bytes(out, buf.getvalue().encode("utf-8"))
+    atomic_write_bytes(out, buf.getvalue().encode("utf-8"))
     return out
 
 
@@ -124,5 +109,5 @@ def plot_chart(rows: Sequence[RobustnessRow], path: str | Path, title: str = "")
     fig.savefig(buf, format="png")
     plt.close(fig)
     out = Path(path)
-    _atomic_write_bytes(out, buf.getvalue())
+    atomic_write_bytes(out, buf.getvalue())
     return out

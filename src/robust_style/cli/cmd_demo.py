@@ -12,6 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from robust_style.fileio import atomic_write, atomic_write_bytes
+
 __all__ = ["register", "bundled_sample"]
 
 
@@ -69,9 +71,7 @@ def _run(args: argparse.Namespace) -> int:
                     result = client.stylize(photo, style.name, max_side=args.max_side,
                                             timeout=300)
                     out = args.out / f"{photo.stem}_{style.name}.png"
-                    tmp = out.with_suffix(".png.tmp")
-                    tmp.write_bytes(result.image)
-                    tmp.replace(out)
+                    atomic_write_bytes(out, result.image)
                     written.append(out)
                     server_ms = result.timing_ms.get("total", 0.0)
                     sys.stdout.write(
@@ -93,6 +93,5 @@ def _comparison(photo: Path, stylised: Path, image_module) -> None:  # noqa: ANN
         grid.paste(a, (0, 0))
         grid.paste(b.convert("RGB"), (a.width + 8, 0))
         out = stylised.with_name(stylised.stem + "-compare.png")
-        tmp = out.with_suffix(".png.tmp")
-        grid.save(tmp, format="PNG")
-        tmp.replace(out)
+        with atomic_write(out) as fh:
+            grid.save(fh, format="PNG")

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from robust_style.cli.cmd_styles import add_connection_args, connect
 from robust_style.errors import UserError
+from robust_style.fileio import atomic_write_bytes
 
 __all__ = ["register", "collect_inputs"]
 
@@ -56,21 +55,6 @@ def collect_inputs(inputs: list[Path]) -> list[tuple[Path, Path]]:
     return out
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -105,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
                 failed += 1
                 continue
             target = args.out / rel.parent / f"{rel.stem}_{style}{ext}"
-            _write_atomic(target, res.image)
+            atomic_write_bytes(target, res.image)
             written += 1
     sys.stdout.write(f"wrote {written} image(s) to {args.out.resolve()}"
                      + (f"; {failed} failed" if failed else "") + "\n")

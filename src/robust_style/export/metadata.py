@@ -11,7 +11,6 @@ tool (:data:`EXTRA_KEYS`).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from typing import Any
 from robust_style import __version__
 from robust_style.contract import StyleMetadata
 from robust_style.errors import UserError
+from robust_style.fileio import sha256_file
 
 __all__ = ["EXTRA_KEYS", "NAME_PATTERN", "build_metadata", "check_name", "default_name",
            "file_sha256"]
@@ -49,11 +49,8 @@ def default_name(meta: Mapping[str, Any], source: Path | None) -> str:
 
 
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """Hex sha256 of ``path`` (see :func:`robust_style.fileio.sha256_file`)."""
+    return sha256_file(path)
 
 
 def _utc_now() -> str:

@@ -26,8 +26,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,7 +36,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from robust_style import __version__
+from robust_style import __version__, fileio
 from robust_style.contract import INPUT_NAME, OUTPUT_NAME, StyleMetadata
 from robust_style.errors import UserError
 
@@ -223,22 +221,7 @@ def set_metadata(model: onnx.ModelProto, metadata: StyleMetadata,
 
 def atomic_write_bytes(data: bytes, path: str | Path) -> Path:
     """Write ``data`` to ``path`` via a temp file in the same folder, fsync and rename."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a model file is not a secret
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out
+    return fileio.atomic_write_bytes(path, data)
 
 
 def export_onnx(net: nn.Module, out_path: str | Path, metadata: StyleMetadata,

@@ -22,8 +22,6 @@ A checkpoint also holds the training state (``optimizer``, ``scaler``, ``rng``,
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from typing import Any
 import torch
 
 from robust_style.errors import UserError
+from robust_style.fileio import atomic_write
 from robust_style.perceptual.checkpoint import load_checkpoint, load_state_dict_strict
 from robust_style.transformer_net.model import TransformerNet, TransformerNetConfig
 
@@ -67,19 +66,9 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
 
     A crash at any moment leaves either the old file or the new one, never half a file.
     """
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out
+    with atomic_write(path) as fh:
+        torch.save(obj, fh)
+    return Path(path)
 
 
 def save_style_model(path: str | Path, net: TransformerNet, meta: dict[str, Any],

@@ -3,13 +3,14 @@ content | style | result grid."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
+
+from robust_style.fileio import atomic_write
 
 __all__ = ["tensor_to_image", "save_image_atomic", "make_grid"]
 
@@ -22,17 +23,14 @@ def tensor_to_image(x: torch.Tensor) -> Image.Image:
     return Image.fromarray(arr, "RGB")
 
 
-def save_image_atomic(image: Image.Image, path: str | Path, **kwargs: object) -> Path:
+def save_image_atomic(image: Image.Image, path: str | Path, **kwargs: Any) -> Path:
+    """``image.save`` to ``path`` atomically; the format comes from the suffix unless given."""
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
-    os.close(fd)
-    try:
-        image.save(tmp, **kwargs)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    fmt = kwargs.pop("format", None) or Image.registered_extensions().get(out.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"unknown file extension: {out.suffix}")
+    with atomic_write(out) as fh:
+        image.save(fh, format=fmt, **kwargs)
     return out
 
 

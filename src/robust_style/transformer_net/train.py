@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from robust_style import __version__
 from robust_style.errors import UserError
+from robust_style.fileio import atomic_write, atomic_write_text
 from robust_style.perceptual import LossWeights, PerceptualLoss, build_loss_network
 from robust_style.perceptual.backbones import backbone_spec
 from robust_style.perceptual.checkpoint import load_checkpoint
@@ -150,12 +151,10 @@ class _CsvLog:
         if resume_step is not None and path.is_file():
             with path.open(newline="") as fh:
                 rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= resume_step]
-        tmp = path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as fh:
+        with atomic_write(path, "w", newline="") as fh:
             w = csv.DictWriter(fh, LOG_FIELDS)
             w.writeheader()
             w.writerows(rows)
-        os.replace(tmp, path)
 
     def write(self, row: dict[str, Any]) -> None:
         with self.path.open("a", newline="") as fh:
@@ -364,9 +363,7 @@ def _train(config: TrainConfig, state: dict[str, Any] | None, dctx: _Dist) -> Tr
         meta = {**meta_base, "steps": step, "config": config.to_dict(),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         save_style_model(result_path, net, meta)
-        tmp = run / "config.json.tmp"
-        tmp.write_text(config.to_json())
-        os.replace(tmp, run / "config.json")
+        atomic_write_text(run / "config.json", config.to_json())
         log.info("trained %d steps; style model: %s", step, result_path)
     if dctx.enabled:
         dist.barrier()

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from robust_style.errors import UserError
+from robust_style.fileio import atomic_write, sha256_file
 from robust_style.perceptual.weights.registry import (
     ARCHITECTURES,
     Registry,
@@ -90,16 +91,9 @@ def temp_path(path: Path) -> Path:
 
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
     """Write JSON via a temp file in the same directory and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    try:
-        with tmp.open("x", encoding="utf-8") as f:
-            json.dump(dict(data), f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        json.dump(dict(data), f, indent=2, sort_keys=True)
+        f.write("\n")
 
 
 def read_record(name: str, home: Path | None = None) -> dict[str, Any] | None:
@@ -127,22 +121,13 @@ def write_record(entry: WeightsEntry, *, sha256: str, size: int, source: str,
 
 def compute_sha256(path: Path, progress: bool = False) -> str:
     """sha256 of a file, reading 1 MiB at a time (with a tqdm bar if ``progress``)."""
-    h = hashlib.sha256()
-    size = path.stat().st_size
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    if not progress:
+        return sha256_file(path, chunk_size=_CHUNK)
+    from tqdm import tqdm
 
-        bar = tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024,
-                   desc=f"sha256 {path.name}", leave=False)
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-            if bar is not None:
-                bar.update(len(chunk))
-    if bar is not None:
-        bar.close()
-    return h.hexdigest()
+    with tqdm(total=path.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
+              desc=f"sha256 {path.name}", leave=False) as bar:
+        return sha256_file(path, chunk_size=_CHUNK, on_chunk=bar.update)
 
 
 def _hash_key(path: Path, home: Path | None) -> tuple[Path, dict[str, Any]]:
