@@ -26,7 +26,8 @@ def _style(s: StyleServer) -> pb_grpc.StyleTransferStub:
 
 
 def _kserve(s: StyleServer) -> kgrpc.GRPCInferenceServiceStub:
-    return kgrpc.GRPCInferenceServiceStub(grpc.insecure_channel(s.address))
+    opts = [("grpc.max_receive_message_length", 256 * 1024 * 1024)]  # big test batches
+    return kgrpc.GRPCInferenceServiceStub(grpc.insecure_channel(s.address, options=opts))
 
 
 def _code(fn, *args, **kw) -> tuple[grpc.StatusCode, str]:  # noqa: ANN001
@@ -360,3 +361,37 @@ def test_provider_probe_picks_a_provider_that_really_runs(model_store: Path,
     assert "EP Error" not in out.out + out.err, "fallback must be quiet"
     with pytest.raises(ValueError, match="unknown device"):
         ProviderConfig(device="npu").candidates()
+
+
+def test_overload_at_default_settings_is_refused_not_queued_unseen(models_dir: Path) -> None:
+    """Default queue (64) and workers: 100 requests behind a busy model; the excess is refused.
+
+    With fewer gRPC threads than ``max_queue`` the style's queue never fills and the excess
+    waits unbounded in gRPC's executor; now it gets RESOURCE_EXHAUSTED at once.
+    """
+    s = start_server(models_dir, batch=BatchConfig(max_batch=1))
+    try:
+        stub = _kserve(s)
+        model, batcher = s.registry.get("tiny")
+        start = time.monotonic()
+        model.run(np.zeros((1, 512, 512, 3), np.uint8))
+        one = time.monotonic() - start
+        n = int(min(64, max(2, np.ceil(3.0 / one))))  # ~3 s of work on any machine
+        big = np.zeros((n, 512, 512, 3), np.uint8)
+        req = kpb.ModelInferRequest(model_name="tiny", raw_input_contents=[big.tobytes()])
+        req.inputs.add(name="image", datatype="UINT8", shape=list(big.shape))
+        small = kpb.ModelInferRequest(model_name="tiny", raw_input_contents=[bytes(32 * 32 * 3)])
+        small.inputs.add(name="image", datatype="UINT8", shape=[1, 32, 32, 3])
+        first = stub.ModelInfer.future(req)
+        assert _wait_for(lambda: batcher.running() == 1)
+        many = [stub.ModelInfer.future(small, timeout=120) for _ in range(100)]
+        refused = []
+        for f in many:
+            if f.exception(timeout=120) is not None:
+                refused.append(f.exception())
+        assert refused, "an overload at default settings must be refused"
+        assert {e.code() for e in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+        assert len(refused) >= 100 - 64
+        assert first.result(timeout=300).outputs[0].shape[0] == n
+    finally:
+        s.stop(0)

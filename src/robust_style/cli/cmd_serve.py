@@ -55,7 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--warmup-side", type=int, default=128, help="warm-up image size (px)")
     g.add_argument("--poll-seconds", type=float, default=2.0,
                    help="hot-reload poll interval of --models (0 = no reload)")
-    g.add_argument("--workers", type=int, default=16, help="gRPC worker threads")
+    g.add_argument("--workers", type=int, default=None,
+                   help="gRPC worker threads = concurrent RPCs; beyond them gRPC answers "
+                   "RESOURCE_EXHAUSTED (default: --max-queue + 32)")
     lim = p.add_argument_group("limits")
     lim.add_argument("--max-pixels", type=int, default=40_000_000,
                      help="largest image (width x height), checked before decoding")
@@ -80,6 +82,10 @@ def _config(args: argparse.Namespace, models: Path):  # noqa: ANN202 - lazy impo
     from robust_style.server.models import ProviderConfig, RegistryConfig
     from robust_style.server.rpc import Limits
 
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    if args.max_queue < 1:
+        raise UserError(f"--max-queue must be at least 1, got {args.max_queue}")
     if (args.tls_cert is None) != (args.tls_key is None):
         raise UserError("TLS needs both --tls-cert and --tls-key")
     for f in (args.tls_cert, args.tls_key):
@@ -90,7 +96,7 @@ def _config(args: argparse.Namespace, models: Path):  # noqa: ANN202 - lazy impo
                                cudnn_conv_algo_search=args.cudnn_conv_algo_search,
                                trt_fp16=not args.no_trt_fp16, trt_cache_dir=args.trt_cache_dir)
     batch = BatchConfig(max_batch=max(0, args.max_batch), max_delay_ms=args.batch_delay_ms,
-                        max_queue=max(1, args.max_queue))
+                        max_queue=args.max_queue)
     registry = RegistryConfig(models_dir=models, providers=providers, batch=batch,
                               poll_seconds=args.poll_seconds, warmup_side=args.warmup_side)
     return ServerConfig(

@@ -50,13 +50,28 @@ class ServerConfig:
     port: int = 8001
     limits: Limits = field(default_factory=Limits)
     max_message_bytes: int = 64 * 1024 * 1024
-    workers: int = 16
+    #: gRPC worker threads; None = :meth:`worker_threads` (``max_queue`` + 32).
+    workers: int | None = None
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     tls_cert: Path | None = None
     tls_key: Path | None = None
     auth_token: str | None = None
     grace_seconds: float = 10.0
+
+    def worker_threads(self) -> int:
+        """Threads = concurrent RPCs allowed; more than one style's queue bound.
+
+        Every unary RPC holds a worker thread while it waits for its style's queue, so with
+        fewer threads than ``max_queue`` the queue never fills: excess requests would wait,
+        unbounded, in gRPC's own executor queue instead of being refused. With ``max_queue``
+        + 32 threads one style's queue can fill (-> RESOURCE_EXHAUSTED from the batcher)
+        while other styles, streams and health checks still get threads; beyond that gRPC
+        itself answers RESOURCE_EXHAUSTED (``maximum_concurrent_rpcs``).
+        """
+        if self.workers is not None:
+            return self.workers
+        return self.registry.batch.max_queue + 32
 
 
 class _AuthInterceptor(grpc.ServerInterceptor):
@@ -119,10 +134,13 @@ class StyleServer:
                 ("grpc.max_send_message_length", config.max_message_bytes),
                 ("grpc.so_reuseport", 0)]
         interceptors = [_AuthInterceptor(config.auth_token)] if config.auth_token else []
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers,
+        workers = config.worker_threads()
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers,
                                                              thread_name_prefix="grpc"),
                                   options=opts, interceptors=interceptors,
-                                  maximum_concurrent_rpcs=None)
+                                  maximum_concurrent_rpcs=workers)
         style_grpc.add_StyleTransferServicer_to_server(
             StyleTransferService(self.registry, self.metrics, config.limits), self.server)
         kserve_grpc.add_GRPCInferenceServiceServicer_to_server(
