@@ -21,6 +21,7 @@ Every exported file carries ``metadata_props`` under the keys below (all strings
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,8 @@ __all__ = [
     "OUTPUT_NAME",
     "TENSOR_CONVENTION",
     "META_KEYS",
+    "NAME_PATTERN",
+    "valid_style_name",
     "StyleMetadata",
     "parse_metadata",
 ]
@@ -43,6 +46,16 @@ OUTPUT_NAME = "stylized"
 #: Smallest height or width a style network accepts.
 MIN_SIDE = 8
 TENSOR_CONVENTION = "uint8 NHWC RGB in [0,255] -> uint8 NHWC RGB, same H and W"
+
+#: A style name: also a file name (clients write ``<input>.<style>.png``), a metrics label
+#: and a URL segment, so no separators, no leading dot, bounded length.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def valid_style_name(name: str) -> bool:
+    """True if ``name`` is a safe style name (:data:`NAME_PATTERN`, whole string)."""
+    return isinstance(name, str) and NAME_PATTERN.fullmatch(name) is not None
+
 
 _PREFIX = "robust_style."
 #: Metadata keys, without their ``robust_style.`` prefix.

@@ -18,15 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from robust_style import __version__
-from robust_style.contract import StyleMetadata
+from robust_style.contract import NAME_PATTERN, StyleMetadata
 from robust_style.errors import UserError
 from robust_style.fileio import sha256_file
 
 __all__ = ["EXTRA_KEYS", "NAME_PATTERN", "build_metadata", "check_name", "default_name",
            "file_sha256"]
-
-#: Style names double as Triton model names and file names: keep them path-safe.
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 #: Extra keys (after the ``robust_style.`` prefix) written next to the contract's.
 EXTRA_KEYS = ("trained_at", "trained_with", "backbone_weights", "style_image", "source_sha256",
