@@ -112,3 +112,81 @@ def test_hot_reload_while_requests_run(model_store: Path, tmp_path: Path) -> Non
     assert {v1, v2} <= versions_seen
     failed = server.metrics.reloads.values
     assert failed.get((("style", "broken"), ("result", "failed"))) == 1
+
+
+def _hammer_until(stub: pb_grpc.StyleTransferStub, png: bytes, stop: threading.Event,
+                  versions: list[str], failures: list[BaseException]) -> None:
+    while not stop.is_set():
+        try:
+            versions.append(stub.Stylize(pb.StylizeRequest(style="tiny", image=png),
+                                         timeout=60).version)
+        except BaseException as exc:  # noqa: BLE001 - asserted by the caller
+            failures.append(exc)
+            return
+
+
+def test_new_file_takes_over_a_deleted_files_style_and_rename_has_no_gap(
+        model_store: Path, tmp_path: Path) -> None:
+    """v2 added under another file name (skipped: name taken), v1 deleted -> v2 serves.
+
+    Then ``mv`` of the serving file: the style stays served throughout (no NOT_FOUND).
+    """
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(model_store / "tiny.onnx", models / "tiny.onnx")
+    server = start_server(models, poll_seconds=0.05)
+    stub = pb_grpc.StyleTransferStub(grpc.insecure_channel(server.address))
+    png = encode(photo("chelsea", 32))
+
+    def files() -> dict[str, str]:
+        return {s.name: s.file for s in stub.ListStyles(pb.ListStylesRequest()).styles}
+
+    stop, versions, failures = threading.Event(), [], []
+    worker = threading.Thread(target=_hammer_until, args=(stub, png, stop, versions, failures))
+    worker.start()
+    try:
+        v1 = stub.ListStyles(pb.ListStylesRequest()).styles[0].version
+        _replace(model_store / "tiny_v2.onnx", models / "tiny_v2.onnx")
+        _wait(lambda: server.registry.scanned.is_set() and "tiny_v2.onnx" in
+              server.registry._files)  # noqa: SLF001 - seen (and skipped) by a scan
+        assert files() == {"tiny": "tiny.onnx"}
+        (models / "tiny.onnx").unlink()
+        _wait(lambda: files() == {"tiny": "tiny_v2.onnx"})
+        n = len(versions)
+        _wait(lambda: len(versions) > n + 2)
+        os.rename(models / "tiny_v2.onnx", models / "renamed.onnx")
+        _wait(lambda: files() == {"tiny": "renamed.onnx"})
+        n = len(versions)
+        _wait(lambda: len(versions) > n + 2)
+    finally:
+        stop.set()
+        worker.join()
+        server.stop(0)
+    assert not failures, failures[:3]
+    assert v1 in versions and versions[-1] != v1
+
+
+def test_invalid_style_name_is_skipped_and_corrupt_first_file_does_not_pin_providers(
+        model_store: Path, tmp_path: Path) -> None:
+    from server_fixtures import new_version
+
+    from robust_style.server.models import ModelRegistry, RegistryConfig
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "a_broken.onnx").write_bytes(b"not a model" * 10)
+    registry = ModelRegistry(RegistryConfig(models_dir=models, poll_seconds=0, warmup_side=16))
+    try:
+        registry.scan()
+        assert registry.styles() == []
+        assert registry._providers is None, "a corrupt file must not decide the providers"  # noqa: SLF001
+        new_version(model_store / "tiny.onnx", models / "evil.onnx", name="../../evil",
+                    factor=1.0)
+        shutil.copy(model_store / "tiny2.onnx", models / "tiny2.onnx")
+        registry.scan()
+        assert [m.name for m in registry.styles()] == ["tiny2"]
+        assert registry._providers is not None  # noqa: SLF001
+        failed = registry.metrics.reloads.values
+        assert failed.get((("style", "evil"), ("result", "failed"))) == 1
+    finally:
+        registry.stop()

@@ -4,9 +4,13 @@ Every ``*.onnx`` file in the models directory is a style (name from its
 ``robust_style.name`` metadata, else the file name). The registry polls the directory
 every ``poll_seconds``: a new or changed file (size/mtime, then sha256 of the content) is
 loaded into a new session, warmed up, and only then swapped in; requests already holding
-the old :class:`StyleModel` finish on it. A removed file removes its style. A file that
-fails to load is logged and skipped (a broken replacement leaves the previous version
-serving) and is retried only when it changes again.
+the old :class:`StyleModel` finish on it. New and changed files are handled before removed
+ones, so a rename (``mv a.onnx b.onnx``) or a new file taking over a deleted file's style
+name swaps versions without a gap. A removed file removes its style. A file that fails to
+load, or whose style name is invalid (:func:`robust_style.contract.valid_style_name`), is
+logged and skipped (a broken replacement leaves the previous version serving) and is
+retried only when it changes again. A file skipped because another file serves its style
+name is retried as soon as that name is free again.
 
 Providers are chosen by *probing*: ``onnxruntime.get_available_providers()`` lists CUDA
 and TensorRT whenever onnxruntime-gpu is installed, GPU or not, so each accelerated
@@ -29,7 +33,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from robust_style.contract import StyleMetadata, parse_metadata
+from robust_style.contract import StyleMetadata, parse_metadata, valid_style_name
 from robust_style.server.batching import BatchConfig, Batcher
 from robust_style.server.metrics import Metrics
 
@@ -146,6 +150,8 @@ class _FileState:
     signature: tuple[int, int]
     sha256: str
     style: str | None  # None: failed to load
+    #: The style name this file would serve but another file already serves it.
+    waiting_for: str | None = None
 
 
 def _check_io(sess: ort.InferenceSession) -> tuple[str, str]:
@@ -169,6 +175,8 @@ class ModelRegistry:
         self._batchers: dict[str, Batcher] = {}
         self._files: dict[str, _FileState] = {}
         self._providers: list[tuple[str, dict[str, Any]]] | None = None
+        self._current: dict[str, Path] = {}
+        self._freed: set[str] = set()
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -206,16 +214,33 @@ class ModelRegistry:
         except OSError as exc:
             log.error("cannot list %s: %s", root, exc)
             current = {}
-        for fname in sorted(set(self._files) - set(current)):
+        self._current = current
+        gone = sorted(set(self._files) - set(current))
+        # Files waiting for the name of a style whose file is gone may take it over now,
+        # before the removal, so the style never disappears in between.
+        self._retry_waiting({s for f in gone if (s := self._files[f].style)})
+        for fname, path in current.items():
+            changed |= self._scan_file(fname, path)
+        for fname in gone:
             state = self._files.pop(fname)
             if state.style is not None:
                 changed |= self._remove(state.style, fname)
-        for fname, path in current.items():
-            changed |= self._scan_file(fname, path)
+        while self._freed:  # names freed by removals or renames: let waiting files load
+            freed, self._freed = self._freed, set()
+            for fname in self._retry_waiting(freed):
+                changed |= self._scan_file(fname, current[fname])
         self.scanned.set()
         if changed and self._on_change:
             self._on_change()
         return changed
+
+    def _retry_waiting(self, names: set[str]) -> list[str]:
+        """Forget files skipped for one of ``names`` so the next look loads them."""
+        files = sorted(f for f, st in self._files.items()
+                       if st.waiting_for in names and f in self._current)
+        for f in files:
+            del self._files[f]
+        return files
 
     def _scan_file(self, fname: str, path: Path) -> bool:
         try:
@@ -247,11 +272,12 @@ class ModelRegistry:
             return False
         with self._lock:
             other = self._styles.get(model.name)
-            if other is not None and other.file != fname:
+            if other is not None and other.file != fname and other.file in self._current:
                 log.error("skipping %s: style name %r is already served from %s", fname,
                           model.name, other.file)
-                self._files[fname] = _FileState(sig, sha, None)
+                self._files[fname] = _FileState(sig, sha, None, waiting_for=model.name)
                 return False
+            # (other.file gone from the directory: this file takes its style over)
             if known and known.style and known.style != model.name:
                 self._remove(known.style, fname)
             self._styles[model.name] = model
@@ -273,18 +299,23 @@ class ModelRegistry:
             batcher = self._batchers.pop(style)
             self.metrics.models.set((), len(self._styles))
         batcher.stop(wait=False)  # queued requests still run on their model
+        self._freed.add(style)
         self.metrics.reloads.inc((("style", style), ("result", "removed")))
         log.info("removed style %r (%s deleted)", style, fname)
         return True
 
     def _load(self, fname: str, path: Path, data: bytes, sha: str) -> StyleModel:
         cfg = self.config.providers
-        if self._providers is None:
-            self._providers = probe_providers(cfg, data)
-        sess = ort.InferenceSession(data, _session_options(cfg), providers=self._providers)
+        # The probe result is kept only once a session built with it has loaded and run:
+        # a corrupt first file must not pin the server to CPU.
+        providers = self._providers or probe_providers(cfg, data)
+        sess = ort.InferenceSession(data, _session_options(cfg), providers=providers)
         input_name, output_name = _check_io(sess)
         props = dict(sess.get_modelmeta().custom_metadata_map)
         meta = parse_metadata(props, default_name=path.stem)
+        if not valid_style_name(meta.name or path.stem):
+            raise ValueError(f"invalid style name {(meta.name or path.stem)!r} (use letters, "
+                             "digits, '_', '.', '-'; starting with a letter or digit)")
         model = StyleModel(name=meta.name or path.stem, version=sha[:12], file=fname,
                            sha256=sha, metadata=meta, session=sess, input_name=input_name,
                            output_name=output_name, providers=tuple(sess.get_providers()))
@@ -293,6 +324,7 @@ class ModelRegistry:
         if out.shape != (1, side, side, 3) or out.dtype != np.uint8:
             raise ValueError(f"warm-up returned {out.dtype} {out.shape}, expected uint8 "
                              f"(1, {side}, {side}, 3)")
+        self._providers = providers
         return model
 
     # -- watching -------------------------------------------------------------------------
