@@ -395,3 +395,24 @@ def test_overload_at_default_settings_is_refused_not_queued_unseen(models_dir: P
         assert first.result(timeout=300).outputs[0].shape[0] == n
     finally:
         s.stop(0)
+
+
+def test_request_on_a_removed_styles_batcher_is_not_found_shutdown_is_exhausted() -> None:
+    from robust_style.server.batching import Batcher, QueueFull, StyleRemoved
+    from robust_style.server.rpc import status_of
+
+    class Echo:
+        def run(self, batch: np.ndarray) -> np.ndarray:
+            return batch
+
+    arr = np.zeros((1, 8, 8, 3), np.uint8)
+    removed, shut = Batcher("gone", BatchConfig()), Batcher("up", BatchConfig())
+    assert removed.submit(Echo(), arr).result(timeout=30).output.shape == arr.shape
+    removed.stop(removed=True)
+    shut.stop()
+    with pytest.raises(StyleRemoved) as info:
+        removed.submit(Echo(), arr)
+    assert status_of(info.value)[0] == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(QueueFull) as info2:
+        shut.submit(Echo(), arr)
+    assert status_of(info2.value)[0] == grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -28,7 +28,8 @@ import numpy as np
 
 from robust_style.server.metrics import Metrics
 
-__all__ = ["BatchConfig", "BatchResult", "Batcher", "QueueFull", "DeadlineExpired", "Runnable"]
+__all__ = ["BatchConfig", "BatchResult", "Batcher", "QueueFull", "DeadlineExpired", "Runnable",
+           "StyleRemoved"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,10 @@ class QueueFull(RuntimeError):
     """Too many requests are waiting for this style."""
 
 
+class StyleRemoved(RuntimeError):
+    """The style was removed (its file deleted) while the request was on its way."""
+
+
 class DeadlineExpired(RuntimeError):
     """The request's deadline passed (or its client left) before it could run."""
 
@@ -83,6 +88,7 @@ class Batcher:
         self._items: deque[_Item] = deque()
         self._cond = threading.Condition()
         self._stopping = False
+        self._removed = False
         self._running = 0
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{style}", daemon=True)
         self._thread.start()
@@ -92,6 +98,8 @@ class Batcher:
         """Queue ``array`` (``NxHxWx3 uint8``) for ``model``; ``deadline`` is monotonic time."""
         item = _Item(model, array, deadline, alive)
         with self._cond:
+            if self._removed:
+                raise StyleRemoved(f"style {self.style!r} was removed; list the styles again")
             if self._stopping:
                 raise QueueFull("the server is shutting down")
             if len(self._items) >= self.config.max_queue:
@@ -110,10 +118,15 @@ class Batcher:
         """Requests in the batch being run now."""
         return self._running
 
-    def stop(self, wait: bool = True) -> None:
-        """Run what is queued, then end the worker."""
+    def stop(self, wait: bool = True, removed: bool = False) -> None:
+        """Run what is queued, then end the worker.
+
+        ``removed``: the style's file was deleted, so late requests get :class:`StyleRemoved`
+        (NOT_FOUND) rather than the shutdown's :class:`QueueFull`.
+        """
         with self._cond:
             self._stopping = True
+            self._removed = self._removed or removed
             self._cond.notify_all()
         if wait and self._thread is not threading.current_thread():
             self._thread.join()

@@ -298,7 +298,7 @@ class ModelRegistry:
             del self._styles[style]
             batcher = self._batchers.pop(style)
             self.metrics.models.set((), len(self._styles))
-        batcher.stop(wait=False)  # queued requests still run on their model
+        batcher.stop(wait=False, removed=True)  # queued requests still run on their model
         self._freed.add(style)
         self.metrics.reloads.inc((("style", style), ("result", "removed")))
         log.info("removed style %r (%s deleted)", style, fname)

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import grpc
 
-from robust_style.server.batching import DeadlineExpired, QueueFull
+from robust_style.server.batching import DeadlineExpired, QueueFull, StyleRemoved
 from robust_style.server.images import ImageError, ImageTooLarge
 from robust_style.server.metrics import Metrics
 
@@ -48,6 +48,8 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
     if isinstance(exc, ImageError):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, StyleRemoved):
+        return grpc.StatusCode.NOT_FOUND, str(exc)
     if isinstance(exc, QueueFull):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
     if isinstance(exc, DeadlineExpired):

@@ -17,6 +17,7 @@ import numpy as np
 
 from robust_style import __version__
 from robust_style.contract import MIN_SIDE
+from robust_style.server.batching import Batcher
 from robust_style.server.images import check_size
 from robust_style.server.metrics import Metrics
 from robust_style.server.models import ModelRegistry, StyleModel
@@ -59,11 +60,15 @@ class KServeService(pb_grpc.GRPCInferenceServiceServicer):
 
     # -- models ---------------------------------------------------------------------------
     def _model(self, name: str, version: str) -> StyleModel:
-        model, _ = lookup(self.registry, name)
+        return self._lookup(name, version)[0]
+
+    def _lookup(self, name: str, version: str) -> tuple[StyleModel, Batcher]:
+        """Model and batcher in one registry lookup (a style may be removed in between)."""
+        model, batcher = lookup(self.registry, name)
         if version and version != model.version:
             raise ServiceError(grpc.StatusCode.NOT_FOUND,
                                f"model {name!r} has version {model.version!r}, not {version!r}")
-        return model
+        return model, batcher
 
     def ModelReady(self, request, context):  # noqa: N802, ANN001, ANN201
         try:
@@ -103,8 +108,7 @@ class KServeService(pb_grpc.GRPCInferenceServiceServicer):
 
     def _infer(self, request: pb.ModelInferRequest, context: grpc.ServicerContext
                ) -> pb.ModelInferResponse:
-        model = self._model(request.model_name, request.model_version)
-        _, batcher = self.registry.get(model.name)
+        model, batcher = self._lookup(request.model_name, request.model_version)
         batch = self._input(request, model)
         for out in request.outputs:
             if out.name != model.output_name:
