@@ -179,8 +179,9 @@ def test_metrics_text_parses(server: StyleServer) -> None:
     png = encode(photo("rocket", 48))
     for _ in range(3):
         stub.Stylize(pb.StylizeRequest(style="tiny", image=png))
-    with pytest.raises(grpc.RpcError):
-        stub.Stylize(pb.StylizeRequest(style="nope", image=png))
+    for i in range(5):  # unknown names from clients must not become label values
+        with pytest.raises(grpc.RpcError):
+            stub.Stylize(pb.StylizeRequest(style=f"nope{i}", image=png))
     with urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10) as resp:
         assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         text = resp.read().decode()
@@ -191,8 +192,9 @@ def test_metrics_text_parses(server: StyleServer) -> None:
                for f in families.values() for s in f.samples}
     ok = (("api", "style"), ("code", "OK"), ("method", "Stylize"), ("style", "tiny"))
     assert samples[("robust_style_requests_total", ok)] == 3
-    bad = (("api", "style"), ("code", "NOT_FOUND"), ("method", "Stylize"), ("style", "nope"))
-    assert samples.get(("robust_style_requests_total", bad)) == 1, text[:1200]
+    bad = (("api", "style"), ("code", "NOT_FOUND"), ("method", "Stylize"), ("style", ""))
+    assert samples.get(("robust_style_requests_total", bad)) == 5, text[:1200]
+    assert "nope" not in text
     assert families["robust_style_request_latency_seconds"].type == "histogram"
     assert families["robust_style_queue_seconds"].type == "histogram"
     assert samples[("robust_style_models_ready", ())] == 2

@@ -125,6 +125,7 @@ class StyleServer:
         self.metrics = Metrics()
         self.health = health.HealthServicer()
         self.registry = ModelRegistry(config.registry, self.metrics, on_change=self._update_health)
+        self.metrics.set_style_check(self.registry.has)
         self._loaded = threading.Event()
         self._stopped = False
         self.port = 0

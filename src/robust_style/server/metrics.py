@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 __all__ = ["Metrics", "MetricsHTTPServer", "LATENCY_BUCKETS", "BATCH_BUCKETS"]
@@ -124,8 +124,20 @@ class Metrics:
                                     LATENCY_BUCKETS)
         self.batch = _Histogram(f"{p}_batch_size", "Images per session.run, by style.",
                                 BATCH_BUCKETS)
+        self._style_known: Callable[[str], bool] | None = None
+
+    def set_style_check(self, known: Callable[[str], bool]) -> None:
+        """Label requests for styles ``known`` rejects as ``style=""``.
+
+        Style names in requests come from clients; as labels they would let any client
+        create unbounded series (Prometheus' cardinality advice:
+        https://prometheus.io/docs/practices/naming/#labels).
+        """
+        self._style_known = known
 
     def request(self, api: str, method: str, style: str, code: str, seconds: float) -> None:
+        if style and self._style_known is not None and not self._style_known(style):
+            style = ""
         self.requests.inc((("api", api), ("method", method), ("style", style), ("code", code)))
         self.latency.observe((("method", method), ("style", style)), seconds)
 

@@ -188,6 +188,11 @@ class ModelRegistry:
         with self._lock:
             return self._styles[name], self._batchers[name]
 
+    def has(self, name: str) -> bool:
+        """True if ``name`` is a loaded style."""
+        with self._lock:
+            return name in self._styles
+
     def styles(self) -> list[StyleModel]:
         with self._lock:
             return sorted(self._styles.values(), key=lambda m: m.name)
