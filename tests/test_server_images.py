@@ -61,6 +61,12 @@ def test_gray_palette_alpha_and_16bit_become_rgb() -> None:
     out = images.decode_image(buf.getvalue(), 10**6)
     np.testing.assert_array_equal(out[..., 1], np.asarray(gray))
 
+    dark = (np.asarray(gray).astype(np.uint16) // 2)  # all values <= 127 of 65535: near black
+    buf = io.BytesIO()
+    Image.fromarray(dark).save(buf, format="PNG")
+    out = images.decode_image(buf.getvalue(), 10**6)
+    assert out.max() <= 1, "a dark 16-bit image must stay dark"
+
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
     crc = struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)

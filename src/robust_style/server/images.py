@@ -89,10 +89,12 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(img)
+        # The only integer modes JPEG/PNG/WebP decode to are 16-bit greyscale PNGs
+        # (``I;16`` or, in older Pillow, ``I``): full scale is always 65535. Guessing from the
+        # maximum would brighten a dark 16-bit photo 257-fold.
+        top = 65535.0
         if mode == "F":
             top = 1.0 if float(arr.max(initial=0.0)) <= 1.0 else 65535.0
-        else:
-            top = 255.0 if int(arr.max(initial=0)) <= 255 else 65535.0
         gray = np.clip(np.rint(arr.astype(np.float64) * (255.0 / top)), 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=-1))
     if mode == "P":
