@@ -204,3 +204,35 @@ def test_metrics_text_parses(server: StyleServer) -> None:
     assert counts == sorted(counts) and counts[-1] == 3 and buckets[-1].labels["le"] == "+Inf"
     assert samples[("robust_style_batch_size_count", (("style", "tiny"),))] == 3
     assert np.isclose(samples[("robust_style_batch_size_sum", (("style", "tiny"),))], 3)
+
+
+def test_bad_workers_and_busy_metrics_port_are_one_line_errors(
+        models_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["serve", "--models", str(models_dir), "--port", "0"]
+    assert main([*base, "--metrics-port", "-1", "--workers", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--workers" in err[0]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main([*base, "--metrics-port", str(port)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "metrics" in err[0] and str(port) in err[0], err
+
+
+def test_negative_max_side_is_a_one_line_error(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from robust_style.server.client import ClientError, StyleClient
+
+    img = tmp_path / "a.png"
+    img.write_bytes(encode(photo("coffee", 32)))
+    for argv in (["stylize", str(img), "--style", "x", "--server", "127.0.0.1:1"],
+                 ["demo", str(img), "--max-side", "-5"]):
+        if argv[0] == "stylize":
+            argv.extend(["--max-side", "-5"])
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--max-side" in err[0], err
+    with StyleClient("127.0.0.1:1") as client, pytest.raises(ClientError, match="max_side"):
+        client.stylize(img, "x", max_side=-5)

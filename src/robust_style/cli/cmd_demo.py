@@ -49,6 +49,8 @@ def _run(args: argparse.Namespace) -> int:
     from robust_style.server.client import StyleClient
     from robust_style.server.models import RegistryConfig
 
+    if args.max_side < 0:
+        raise UserError(f"--max-side must be 0 (keep) or a positive size, got {args.max_side}")
     models = (args.models or default_models_dir()).expanduser()
     if not any(models.glob("*.onnx")):
         raise UserError(f"no style models (*.onnx) in {models}")

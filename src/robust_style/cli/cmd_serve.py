@@ -36,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8001, help="gRPC port (default 8001; 0 = any)")
     p.add_argument("--metrics-port", type=int, default=8002,
                    help="Prometheus /metrics HTTP port (default 8002; 0 = any; -1 = off)")
+    p.add_argument("--metrics-host", default=None,
+                   help="address of the metrics HTTP server (default: the same as --host)")
     g = p.add_argument_group("execution")
     g.add_argument("--device", choices=["auto", "tensorrt", "cuda", "cpu"], default="auto",
                    help="execution provider; auto probes TensorRT -> CUDA -> CPU")
@@ -104,6 +106,7 @@ def _config(args: argparse.Namespace, models: Path):  # noqa: ANN202 - lazy impo
         limits=Limits(max_pixels=args.max_pixels),
         max_message_bytes=int(args.max_message_mb * 1024 * 1024), workers=args.workers,
         metrics_port=None if args.metrics_port < 0 else args.metrics_port,
+        metrics_host=args.metrics_host or args.host,
         tls_cert=args.tls_cert, tls_key=args.tls_key,
         auth_token=args.auth_token or os.environ.get(TOKEN_ENV) or None,
         grace_seconds=args.grace)
@@ -126,11 +129,11 @@ def run(args: argparse.Namespace) -> int:
 
     from robust_style.server.app import StyleServer, serve_until_signal
 
-    server = StyleServer(config)
     try:
+        server = StyleServer(config)
         server.start(load_in_background=False)
     except (OSError, RuntimeError, ValueError) as exc:
-        raise UserError(f"cannot start the server on {args.host}:{args.port}: {exc}") from None
+        raise UserError(f"cannot start the server: {exc}") from None
     if not server.ready() and not args.allow_empty:
         server.stop(0)
         raise UserError(f"none of the {len(files)} model file(s) in {models} could be loaded "

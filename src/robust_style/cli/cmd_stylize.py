@@ -62,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.strength is not None and not 0.0 <= args.strength <= 1.0:
         raise UserError(f"--strength must be in [0, 1], got {args.strength}")
+    if args.max_side < 0:
+        raise UserError(f"--max-side must be 0 (keep) or a positive size, got {args.max_side}")
     if not 1 <= args.quality <= 100:
         raise UserError(f"--quality must be 1..100, got {args.quality}")
     files = collect_inputs(args.inputs)

@@ -178,8 +178,13 @@ class StyleServer:
         if self.port == 0:
             raise OSError(f"cannot listen on {bind} (port in use?)")
         if cfg.metrics_port is not None:
-            self._metrics_http = MetricsHTTPServer(self.metrics, cfg.metrics_host,
-                                                   cfg.metrics_port).start()
+            try:
+                http = MetricsHTTPServer(self.metrics, cfg.metrics_host, cfg.metrics_port)
+            except OSError as exc:
+                raise OSError(f"cannot serve metrics on {cfg.metrics_host}:{cfg.metrics_port} "
+                              f"({exc.strerror or exc}); pick another --metrics-port or -1 "
+                              "for none") from None
+            self._metrics_http = http.start()
             self.metrics_port = self._metrics_http.port
         self.server.start()
         log.info("listening on %s (%s)%s", bind.rsplit(":", 1)[0] + f":{self.port}",

@@ -133,6 +133,8 @@ class StyleClient:
         data = image if isinstance(image, bytes | bytearray) else Path(image).read_bytes()
         if format.lower() not in _FORMATS:
             raise ClientError(f"unknown format {format!r}; use png or jpeg")
+        if not 0 <= max_side <= 0xFFFFFFFF:  # a uint32 field
+            raise ClientError(f"max_side must be 0 (keep) or a positive size, got {max_side}")
         req = pb.StylizeRequest(style=style, image=bytes(data), preserve_color=preserve_color,
                                 max_side=max_side, format=_FORMATS[format.lower()],
                                 quality=quality, id=id)
