@@ -133,12 +133,19 @@ def export_style_model(opts: ExportOptions) -> ExportResult:
         bar.set_description("write")
         if opts.output.exists() and not opts.force:  # appeared while we worked
             raise UserError(f"{opts.output} already exists; pass --force to replace it")
-        out = atomic_write_bytes(data, opts.output)
+        # The Triton entry first: it is swapped in atomically, so if either write fails
+        # nothing half-done is left (a failed .onnx write leaves the old file, and the
+        # error names the path).
         written = None
-        if opts.triton_repo is not None:
-            written = write_triton_entry(opts.triton_repo, name, data,
-                                         max_batch_size=opts.triton_max_batch,
-                                         description=metadata.description, force=opts.force)
+        try:
+            if opts.triton_repo is not None:
+                written = write_triton_entry(opts.triton_repo, name, data,
+                                             max_batch_size=opts.triton_max_batch,
+                                             description=metadata.description, force=opts.force)
+            out = atomic_write_bytes(data, opts.output)
+        except OSError as exc:
+            raise UserError(f"cannot write the export: {exc.strerror or exc} "
+                            f"({exc.filename or opts.output})") from None
         bar.update()
     finally:
         bar.close()
