@@ -236,3 +236,21 @@ def test_negative_max_side_is_a_one_line_error(tmp_path: Path,
         assert len(err) == 1 and "--max-side" in err[0], err
     with StyleClient("127.0.0.1:1") as client, pytest.raises(ClientError, match="max_side"):
         client.stylize(img, "x", max_side=-5)
+
+
+def test_trt_engine_cache_defaults_to_the_xdg_cache(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from robust_style.cli import build_parser
+    from robust_style.cli.cmd_serve import _config
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    args = build_parser().parse_args(["serve", "--models", str(tmp_path)])
+    cfg = _config(args, tmp_path)
+    assert cfg.registry.providers.trt_cache_dir == str(tmp_path / "cache" / "robust-style" / "trt")
+    trt = dict(cfg.registry.providers.candidates())["TensorrtExecutionProvider"]
+    assert trt["trt_engine_cache_enable"] is True
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    cfg = _config(build_parser().parse_args(["serve"]), tmp_path)
+    assert cfg.registry.providers.trt_cache_dir == str(Path.home() / ".cache/robust-style/trt")
+    off = build_parser().parse_args(["serve", "--trt-cache-dir", ""])
+    assert _config(off, tmp_path).registry.providers.trt_cache_dir == ""

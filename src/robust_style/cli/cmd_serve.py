@@ -10,7 +10,7 @@ from pathlib import Path
 
 from robust_style.errors import UserError
 
-__all__ = ["register", "default_models_dir"]
+__all__ = ["register", "default_models_dir", "default_trt_cache_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +20,16 @@ TOKEN_ENV = "ROBUST_STYLE_AUTH_TOKEN"
 def default_models_dir() -> Path:
     """The package's bundled models (``robust_style/models``)."""
     return Path(str(resources.files("robust_style") / "models"))
+
+
+def default_trt_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/robust-style/trt`` (XDG Base Directory spec), else ``~/.cache/...``.
+
+    Building a TensorRT engine takes minutes; with the cache a restart takes seconds.
+    """
+    base = os.environ.get("XDG_CACHE_HOME") or ""
+    root = Path(base) if os.path.isabs(base) else Path.home() / ".cache"
+    return root / "robust-style" / "trt"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,7 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    default="HEURISTIC", help="CUDA conv algorithm search (EXHAUSTIVE: ~1 s "
                    "per new image shape, then faster)")
     g.add_argument("--no-trt-fp16", action="store_true", help="TensorRT in fp32")
-    g.add_argument("--trt-cache-dir", default="", help="TensorRT engine cache directory")
+    g.add_argument("--trt-cache-dir", default=None,
+                   help="TensorRT engine cache directory (default: $XDG_CACHE_HOME/robust-style/"
+                   "trt or ~/.cache/robust-style/trt; '' = no cache)")
     g.add_argument("--intra-op-threads", type=int, default=0, help="0 = onnxruntime default")
     g.add_argument("--inter-op-threads", type=int, default=0, help="0 = onnxruntime default")
     g.add_argument("--max-batch", type=int, default=0,
@@ -96,7 +108,9 @@ def _config(args: argparse.Namespace, models: Path):  # noqa: ANN202 - lazy impo
     providers = ProviderConfig(device=args.device, intra_op_threads=args.intra_op_threads,
                                inter_op_threads=args.inter_op_threads,
                                cudnn_conv_algo_search=args.cudnn_conv_algo_search,
-                               trt_fp16=not args.no_trt_fp16, trt_cache_dir=args.trt_cache_dir)
+                               trt_fp16=not args.no_trt_fp16,
+                               trt_cache_dir=str(default_trt_cache_dir()) if args.trt_cache_dir
+                               is None else args.trt_cache_dir)
     batch = BatchConfig(max_batch=max(0, args.max_batch), max_delay_ms=args.batch_delay_ms,
                         max_queue=args.max_queue)
     registry = RegistryConfig(models_dir=models, providers=providers, batch=batch,

@@ -104,6 +104,12 @@ def probe_providers(cfg: ProviderConfig, model: bytes) -> list[tuple[str, dict[s
         if name not in available:
             log.info("provider %s not in this onnxruntime build", name)
             continue
+        cache = opts.get("trt_engine_cache_path")
+        if cache:  # onnxruntime creates only the last level of the cache path
+            try:
+                Path(cache).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                log.warning("cannot create the TensorRT engine cache %s: %s", cache, exc)
         try:
             ort.set_default_logger_severity(4)
             # onnxruntime print()s "EP Error ... Falling back" when a provider fails.
