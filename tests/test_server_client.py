@@ -94,3 +94,38 @@ def test_stylize_command_errors(server: StyleServer, tmp_path: Path,
         assert main([*argv, "--server", f"127.0.0.1:{port}", "--timeout", "5"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "cannot reach the robust-style server" in err[0]
+
+
+def test_stylize_refuses_inputs_that_would_overwrite_each_other(
+        server: StyleServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    png = encode(photo("coffee", 32))
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "x.png").write_bytes(png)
+    (tmp_path / "a" / "x.jpg").write_bytes(encode(photo("coffee", 32), "JPEG"))
+    out = tmp_path / "out"
+    for inputs in ([tmp_path / "a" / "x.png", tmp_path / "b" / "x.png"],
+                   [tmp_path / "a" / "x.png", tmp_path / "a" / "x.jpg"],
+                   [tmp_path / "a"]):
+        argv = ["stylize", *map(str, inputs), "--style", "tiny", "--server", server.address,
+                "-o", str(out)]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "both be written" in err[0], err
+    assert not out.exists(), "nothing may be sent or written before the check"
+    # the same file twice is one input; folders keep their sub-paths apart
+    argv = ["stylize", str(tmp_path / "b" / "x.png"), str(tmp_path / "b" / "x.png"), "--style",
+            "tiny", "--server", server.address, "-o", str(out)]
+    assert main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["x_tiny.png"]
+
+
+def test_stylize_refuses_a_style_name_that_is_not_a_safe_file_name(
+        server: StyleServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    img = tmp_path / "a.png"
+    img.write_bytes(encode(photo("coffee", 32)))
+    argv = ["stylize", str(img), "--style", "../../escaped", "--server", server.address,
+            "-o", str(tmp_path / "out")]
+    assert main(argv) == 2
+    assert "unusable style name" in capsys.readouterr().err
+    assert not list(tmp_path.parent.glob("**/*escaped*"))

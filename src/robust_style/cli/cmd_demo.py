@@ -44,6 +44,7 @@ def _run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from robust_style.cli.cmd_serve import default_models_dir
+    from robust_style.contract import valid_style_name
     from robust_style.errors import UserError
     from robust_style.server.app import ServerConfig, StyleServer
     from robust_style.server.client import StyleClient
@@ -69,6 +70,8 @@ def _run(args: argparse.Namespace) -> int:
             styles = client.list_styles(timeout=30)
             args.out.mkdir(parents=True, exist_ok=True)
             for style in styles:
+                if not valid_style_name(style.name):  # it becomes part of a file name
+                    raise UserError(f"the server offers an unusable style name {style.name!r}")
                 for photo in photos:
                     result = client.stylize(photo, style.name, max_side=args.max_side,
                                             timeout=300)

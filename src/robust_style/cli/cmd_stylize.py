@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 
 from robust_style.cli.cmd_styles import add_connection_args, connect
+from robust_style.contract import valid_style_name
 from robust_style.errors import UserError
 from robust_style.fileio import atomic_write_bytes
 
-__all__ = ["register", "collect_inputs"]
+__all__ = ["register", "collect_inputs", "check_output_names"]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
@@ -55,6 +56,17 @@ def collect_inputs(inputs: list[Path]) -> list[tuple[Path, Path]]:
     return out
 
 
+def check_output_names(files: list[tuple[Path, Path]]) -> None:
+    """Refuse inputs that would be written to the same output name (one would be lost)."""
+    seen: dict[Path, Path] = {}
+    for path, rel in files:
+        key = rel.parent / rel.stem
+        other = seen.setdefault(key, path)
+        if other != path:
+            raise UserError(f"{other} and {path} would both be written as {key}_STYLE; "
+                            "stylise them in separate runs or rename one")
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -66,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--max-side must be 0 (keep) or a positive size, got {args.max_side}")
     if not 1 <= args.quality <= 100:
         raise UserError(f"--quality must be 1..100, got {args.quality}")
-    files = collect_inputs(args.inputs)
+    files = list(dict.fromkeys(collect_inputs(args.inputs)))  # the same file twice: once
+    check_output_names(files)
     ext = ".jpg" if args.format == "jpeg" else ".png"
     failed = 0
     with connect(args) as client:
@@ -76,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
             if len(names) != 1:
                 raise UserError(f"--style is needed; the server has: {', '.join(names) or 'none'}")
             style = names[0]
+        if not valid_style_name(style):  # it becomes part of the output file names
+            raise UserError(f"unusable style name {style!r}: style names are letters, digits, "
+                            "'_', '.', '-'")
         written = 0
         for path, rel in tqdm(files, desc=f"stylize ({style})", unit="img",
                               disable=len(files) < 2):
