@@ -4,7 +4,9 @@ Sample slot ``k`` (0, 1, 2, ...) is image ``perm(seed, epoch)[k mod n]`` with
 ``epoch = k // n``, cropped with a seed derived from ``(seed, k)``. Global step ``s``
 covers slots ``[s·B·W, (s+1)·B·W)`` and rank ``r`` takes its ``B`` of them. The whole
 stream is a function of ``(seed, step)``: a resumed run sees exactly the images and
-crops the uninterrupted run would have seen, on any number of processes.
+crops the uninterrupted run would have seen, on any number of processes. A run resumed
+with another batch size or process count continues from the slot it had reached
+(``start_slot``, the samples seen so far), so no photo is skipped or repeated early.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ __all__ = ["StepSampler"]
 
 class StepSampler(Sampler[tuple[int, int]]):
     def __init__(self, n: int, batch_size: int, *, seed: int, start_step: int, total_steps: int,
-                 rank: int = 0, world_size: int = 1) -> None:
+                 rank: int = 0, world_size: int = 1, start_slot: int | None = None) -> None:
         self.n, self.batch_size = n, batch_size
+        self.start_slot = start_step * batch_size * world_size if start_slot is None \
+            else start_slot
         self.seed, self.start, self.total = seed, start_step, total_steps
         self.rank, self.world = rank, world_size
         self._perms: dict[int, list[int]] = {}
@@ -36,13 +40,13 @@ class StepSampler(Sampler[tuple[int, int]]):
         crop_seed = (self.seed * 2_654_435_761 + k * 40_503) % (2**63)
         return self._perm(epoch)[pos], crop_seed
 
-    def epoch_of_step(self, step: int) -> float:
-        return step * self.batch_size * self.world / self.n
+    def slots_before(self, step: int) -> int:
+        """Samples (all ranks) consumed before global step ``step``."""
+        return self.start_slot + (step - self.start) * self.batch_size * self.world
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        per_step = self.batch_size * self.world
         for step in range(self.start, self.total):
-            base = step * per_step + self.rank * self.batch_size
+            base = self.slots_before(step) + self.rank * self.batch_size
             for k in range(base, base + self.batch_size):
                 yield self.slot(k)
 

@@ -97,7 +97,7 @@ def _setup_distributed(device_pref: str) -> _Dist:
     if world <= 1:
         return _Dist()
     if not dist.is_initialized():
-        use_cuda = torch.cuda.is_available() and device_pref in ("auto", "cuda")
+        use_cuda = torch.cuda.is_available() and device_pref != "cpu"
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
@@ -205,6 +205,10 @@ def train(config: TrainConfig, *, resume: bool = False,
 def _train(config: TrainConfig, state: dict[str, Any] | None, dctx: _Dist) -> TrainResult:
     run = Path(config.out)
     device = select_device(config.device, dctx.local_rank)
+    if dctx.enabled and device.type == "cuda":
+        # One GPU per process: torchrun's LOCAL_RANK decides, whatever cuda:N was given.
+        device = torch.device("cuda", dctx.local_rank)
+        torch.cuda.set_device(device)
     if config.precision == "fp16" and device.type != "cuda":
         raise UserError("--precision fp16 needs CUDA; on CPU use bf16 or fp32")
     arch, weights_path = resolve_backbone(config.backbone, config.backbone_weights)
@@ -235,6 +239,7 @@ def _train(config: TrainConfig, state: dict[str, Any] | None, dctx: _Dist) -> Tr
     per_step = config.batch_size * dctx.world
     total = config.max_steps or math.ceil(config.epochs * len(dataset) / per_step)
     start = int(state["step"]) if state is not None else 0
+    seen = int(state.get("samples_seen", start * per_step)) if state is not None else 0
     if start >= total:
         raise UserError(f"the run is already at step {start} of {total}; pass a larger "
                         "--max-steps (or --epochs) to continue it")
@@ -260,7 +265,8 @@ def _train(config: TrainConfig, state: dict[str, Any] | None, dctx: _Dist) -> Tr
         log.info("resumed %s at step %d", state["path"], start)
 
     sampler = StepSampler(len(dataset), config.batch_size, seed=seed, start_step=start,
-                          total_steps=total, rank=dctx.rank, world_size=dctx.world)
+                          total_steps=total, rank=dctx.rank, world_size=dctx.world,
+                          start_slot=seen)
     loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler,
                         num_workers=config.workers, pin_memory=device.type == "cuda",
                         persistent_workers=False, drop_last=True)
@@ -295,6 +301,7 @@ def _train(config: TrainConfig, state: dict[str, Any] | None, dctx: _Dist) -> Tr
         path = run / CHECKPOINT_DIR / f"step-{step:08d}.pt"
         save_style_model(path, net, meta, kind="checkpoint", extra={
             "optimizer": opt.state_dict(), "scaler": scaler.state_dict(), "step": step,
+            "samples_seen": sampler.slots_before(step),
             "rng": _get_rng(), "train_config": config.to_dict()})
         for old in sorted((run / CHECKPOINT_DIR).glob("step-*.pt"))[:-config.keep_checkpoints]:
             old.unlink(missing_ok=True)
@@ -325,8 +332,11 @@ def _train(config: TrainConfig, state: dict[str, Any] | None, dctx: _Dist) -> Tr
         with _autocast(device, config.precision):
             y = model(x)
             loss, parts = criterion(y.float() if config.precision == "fp32" else y, x)
-        if not torch.isfinite(loss):
-            raise UserError(f"loss became {float(loss)} at step {step + 1}; lower --lr or the "
+        bad = torch.tensor(0.0 if torch.isfinite(loss) else 1.0, device=device)
+        if dctx.enabled:  # every rank stops together instead of hanging in all-reduce
+            dist.all_reduce(bad)
+        if bad.item() > 0 and config.precision != "fp16":  # fp16: the grad scaler skips it
+            raise UserError(f"loss became non-finite at step {step + 1}; lower --lr or the "
                             "loss weights, or use fp32")
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -341,7 +351,7 @@ def _train(config: TrainConfig, state: dict[str, Any] | None, dctx: _Dist) -> Tr
             if step % config.log_interval == 0 or step == total:
                 now = time.perf_counter()
                 n = window["n"]
-                row = {"step": step, "epoch": f"{sampler.epoch_of_step(step):.3f}",
+                row = {"step": step, "epoch": f"{sampler.slots_before(step) / len(dataset):.3f}",
                        **{k: f"{window[k] / n:.6g}" for k in ("content", "style", "tv")},
                        "total": f"{sum(window[k] for k in ('content', 'style', 'tv')) / n:.6g}",
                        "images_per_s": f"{n * per_step / max(now - t_window, 1e-9):.3f}",
