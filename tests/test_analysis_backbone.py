@@ -66,7 +66,9 @@ def test_loader_parity_with_make_and_restore_model(tmp_path: Path) -> None:
     with torch.no_grad():
         ours = net(x, LAYERS)
     for name in LAYERS:
-        torch.testing.assert_close(ours[name], ref[name], rtol=1e-4, atol=1e-4)
+        # Equal up to float rounding (the project folds bottleneck BNs into the convs).
+        scale = float(ref[name].abs().max())
+        torch.testing.assert_close(ours[name], ref[name], rtol=0, atol=2e-5 * scale + 1e-6)
     assert ref["logits"].shape == (2, 1000)
 
 
@@ -112,7 +114,9 @@ def test_backbone_train_checkpoint_loads_and_matches_robustness(
         ours = net(x, LAYERS)
     for name in LAYERS:
         assert torch.isfinite(ours[name]).all()
-        torch.testing.assert_close(ours[name], ref[name], rtol=1e-4, atol=1e-4)
+        # Equal up to float rounding (the project folds bottleneck BNs into the convs).
+        scale = float(ref[name].abs().max())
+        torch.testing.assert_close(ours[name], ref[name], rtol=0, atol=2e-5 * scale + 1e-6)
 
 
 def test_backbone_train_rejects_a_flat_folder(tmp_path: Path,

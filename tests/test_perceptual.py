@@ -26,6 +26,12 @@ def resnet() -> torch.nn.Module:
     return random_resnet50(seed=1)
 
 
+def assert_same_features(ours: torch.Tensor, ref: torch.Tensor) -> None:
+    """Equal up to float rounding: the bottleneck BNs are folded into the convolutions."""
+    scale = float(ref.abs().max())
+    torch.testing.assert_close(ours, ref, rtol=0, atol=2e-5 * scale + 1e-6)
+
+
 def torchvision_features(net: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -59,8 +65,8 @@ def test_madry_layouts_give_torchvision_features(tmp_path: Path, resnet: torch.n
         ours = net(x)
         ref = torchvision_features(resnet, x)
     assert set(ours) == set(ref)
-    for name in ref:
-        torch.testing.assert_close(ours[name], ref[name], rtol=0, atol=0)
+    for name in ref:  # bottleneck BNs are folded into the convs: equal up to float rounding
+        assert_same_features(ours[name], ref[name])
 
 
 def test_checkpoint_saved_on_cuda_loads_on_cpu(tmp_path: Path, resnet: torch.nn.Module) -> None:
@@ -71,8 +77,7 @@ def test_checkpoint_saved_on_cuda_loads_on_cpu(tmp_path: Path, resnet: torch.nn.
     net = build_loss_network("robust-resnet50", ckpt)
     x = torch.rand(1, 3, 48, 48)
     with torch.no_grad():
-        torch.testing.assert_close(net(x, ["layer2"])["layer2"],
-                                   torchvision_features(resnet, x)["layer2"], rtol=0, atol=0)
+        assert_same_features(net(x, ["layer2"])["layer2"], torchvision_features(resnet, x)["layer2"])
 
 
 def test_plain_torchvision_state_dicts(tmp_path: Path, resnet: torch.nn.Module) -> None:
@@ -81,8 +86,7 @@ def test_plain_torchvision_state_dicts(tmp_path: Path, resnet: torch.nn.Module) 
     net = build_loss_network("resnet50", path)
     x = torch.rand(1, 3, 40, 40)
     with torch.no_grad():
-        torch.testing.assert_close(net(x, ["layer3"])["layer3"],
-                                   torchvision_features(resnet, x)["layer3"], rtol=0, atol=0)
+        assert_same_features(net(x, ["layer3"])["layer3"], torchvision_features(resnet, x)["layer3"])
     # A DataParallel-wrapped plain state dict loads too.
     torch.save({f"module.{k}": v for k, v in resnet.state_dict().items()}, path)
     build_loss_network("resnet50", path)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision import models
 
 from robust_style.errors import UserError
@@ -167,7 +168,27 @@ def _avg_pool_like(pool: nn.MaxPool2d) -> nn.AvgPool2d:
     return nn.AvgPool2d(pool.kernel_size, pool.stride, pool.padding, ceil_mode=pool.ceil_mode)
 
 
+def _fold_bottleneck_bn(net: models.ResNet) -> None:
+    """Fold each bottleneck's batch norms into the convolutions before them.
+
+    Exact in eval mode up to float rounding (a frozen BN is an affine map), and it removes
+    53 memory-bound BN passes from every forward and backward: about 1.7x faster loss
+    steps on CPU (docs/training.md). The stem's ``bn1`` stays, so the ``conv1`` tap keeps
+    its meaning (the convolution's raw output).
+    """
+    net.eval()
+    for block in net.modules():
+        if isinstance(block, models.resnet.Bottleneck):
+            for conv, bn in (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")):
+                setattr(block, conv, fuse_conv_bn_eval(getattr(block, conv), getattr(block, bn)))
+                setattr(block, bn, nn.Identity())
+            if block.downsample is not None:
+                conv, bn = block.downsample[0], block.downsample[1]
+                block.downsample = nn.Sequential(fuse_conv_bn_eval(conv, bn))
+
+
 def _resnet_stages(net: models.ResNet, pooling: str) -> list[tuple[str, nn.Module]]:
+    _fold_bottleneck_bn(net)
     pool: nn.Module = net.maxpool
     if pooling == "avg":
         pool = _avg_pool_like(net.maxpool)
