@@ -266,22 +266,32 @@ def _metric(s: StyleServer, name: str, **labels: str) -> float:
     return total
 
 
+def _busy_and_small_requests(server, seconds: float):  # noqa: ANN001, ANN202
+    """(batcher, a request that keeps the model busy ~``seconds`` here, a tiny request).
+
+    The busy request's batch is sized from one measured 512 px run, so it blocks for about
+    the same time on any machine.
+    """
+    model, batcher = server.registry.get("tiny")
+    start = time.monotonic()
+    model.run(np.zeros((1, 512, 512, 3), np.uint8))
+    one = time.monotonic() - start
+    n = int(min(64, max(2, np.ceil(seconds / one))))
+    big = np.zeros((n, 512, 512, 3), np.uint8)
+    req = kpb.ModelInferRequest(model_name="tiny", raw_input_contents=[big.tobytes()])
+    req.inputs.add(name="image", datatype="UINT8", shape=list(big.shape))
+    small = kpb.ModelInferRequest(model_name="tiny", raw_input_contents=[bytes(32 * 32 * 3)])
+    small.inputs.add(name="image", datatype="UINT8", shape=[1, 32, 32, 3])
+    return batcher, req, small
+
+
 def test_deadline_expired_requests_are_not_run_and_queue_full_is_immediate(
         models_dir: Path) -> None:
     """One request at a time (max_batch 1), three may wait: the rest is refused at once."""
     s = start_server(models_dir, batch=BatchConfig(max_batch=1, max_queue=3))
     try:
         stub = _kserve(s)
-        model, batcher = s.registry.get("tiny")
-        start = time.monotonic()
-        model.run(np.zeros((1, 512, 512, 3), np.uint8))
-        one = time.monotonic() - start
-        n = int(min(64, max(2, np.ceil(2.0 / one))))  # ~2 s of work on any machine
-        big = np.zeros((n, 512, 512, 3), np.uint8)
-        req = kpb.ModelInferRequest(model_name="tiny", raw_input_contents=[big.tobytes()])
-        req.inputs.add(name="image", datatype="UINT8", shape=list(big.shape))
-        small = kpb.ModelInferRequest(model_name="tiny", raw_input_contents=[bytes(32 * 32 * 3)])
-        small.inputs.add(name="image", datatype="UINT8", shape=[1, 32, 32, 3])
+        batcher, req, small = _busy_and_small_requests(s, seconds=2.0)
 
         first = stub.ModelInfer.future(req)
         assert _wait_for(lambda: batcher.running() == 1)
@@ -293,7 +303,7 @@ def test_deadline_expired_requests_are_not_run_and_queue_full_is_immediate(
         assert batcher.running() == 1, "the test needs `first` still running here"
         code, msg = _code(stub.ModelInfer, small)
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "queued" in msg
-        assert first.result(timeout=300).outputs[0].shape[0] == n
+        assert first.result(timeout=300).outputs[0].shape[0] == req.inputs[0].shape[0]
         for f in queued:
             assert f.result(timeout=120).outputs[0].shape[0] == 1
         assert _metric(s, "robust_style_deadline_skipped_total", style="tiny") == 1
@@ -372,16 +382,7 @@ def test_overload_at_default_settings_is_refused_not_queued_unseen(models_dir: P
     s = start_server(models_dir, batch=BatchConfig(max_batch=1))
     try:
         stub = _kserve(s)
-        model, batcher = s.registry.get("tiny")
-        start = time.monotonic()
-        model.run(np.zeros((1, 512, 512, 3), np.uint8))
-        one = time.monotonic() - start
-        n = int(min(64, max(2, np.ceil(3.0 / one))))  # ~3 s of work on any machine
-        big = np.zeros((n, 512, 512, 3), np.uint8)
-        req = kpb.ModelInferRequest(model_name="tiny", raw_input_contents=[big.tobytes()])
-        req.inputs.add(name="image", datatype="UINT8", shape=list(big.shape))
-        small = kpb.ModelInferRequest(model_name="tiny", raw_input_contents=[bytes(32 * 32 * 3)])
-        small.inputs.add(name="image", datatype="UINT8", shape=[1, 32, 32, 3])
+        batcher, req, small = _busy_and_small_requests(s, seconds=3.0)
         first = stub.ModelInfer.future(req)
         assert _wait_for(lambda: batcher.running() == 1)
         many = [stub.ModelInfer.future(small, timeout=120) for _ in range(100)]
@@ -392,7 +393,7 @@ def test_overload_at_default_settings_is_refused_not_queued_unseen(models_dir: P
         assert refused, "an overload at default settings must be refused"
         assert {e.code() for e in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
         assert len(refused) >= 100 - 64
-        assert first.result(timeout=300).outputs[0].shape[0] == n
+        assert first.result(timeout=300).outputs[0].shape[0] == req.inputs[0].shape[0]
     finally:
         s.stop(0)
 
