@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Create .venv (if missing) and install robust-style into it.
-#   scripts/setup.sh         the package (train, export, serve)
+#   scripts/setup.sh         the package with training and export (train extra)
 #   scripts/setup.sh dev     plus the dev and robustness extras (tests, linters, parity)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-extra=""
-[ "${1:-}" = "dev" ] && extra="[dev,robustness]"
+extra="[train]"
+[ "${1:-}" = "dev" ] && extra="[train,dev,robustness]"
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
