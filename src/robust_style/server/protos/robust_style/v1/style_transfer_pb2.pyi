@@ -21,7 +21,7 @@ class ListStylesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Style(_message.Message):
-    __slots__ = ("name", "version", "ready", "metadata", "providers", "file")
+    __slots__ = ("name", "version", "ready", "metadata", "providers", "file", "sha256", "engine", "precision", "engine_note")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -35,13 +35,21 @@ class Style(_message.Message):
     METADATA_FIELD_NUMBER: _ClassVar[int]
     PROVIDERS_FIELD_NUMBER: _ClassVar[int]
     FILE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_NOTE_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     ready: bool
     metadata: _containers.ScalarMap[str, str]
     providers: _containers.RepeatedScalarFieldContainer[str]
     file: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., ready: _Optional[bool] = ..., metadata: _Optional[_Mapping[str, str]] = ..., providers: _Optional[_Iterable[str]] = ..., file: _Optional[str] = ...) -> None: ...
+    sha256: str
+    engine: str
+    precision: str
+    engine_note: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., ready: _Optional[bool] = ..., metadata: _Optional[_Mapping[str, str]] = ..., providers: _Optional[_Iterable[str]] = ..., file: _Optional[str] = ..., sha256: _Optional[str] = ..., engine: _Optional[str] = ..., precision: _Optional[str] = ..., engine_note: _Optional[str] = ...) -> None: ...
 
 class ListStylesResponse(_message.Message):
     __slots__ = ("styles",)
