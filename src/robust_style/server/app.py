@@ -27,7 +27,7 @@ from robust_style.server.models import ModelRegistry, RegistryConfig
 from robust_style.server.protos import POOL
 from robust_style.server.protos.inference import grpc_service_pb2_grpc as kserve_grpc
 from robust_style.server.protos.robust_style.v1 import style_transfer_pb2_grpc as style_grpc
-from robust_style.server.rpc import Limits
+from robust_style.server.rpc import Limits, StatusInterceptor
 from robust_style.server.service_kserve import SERVICE_NAME as KSERVE_NAME
 from robust_style.server.service_kserve import KServeService
 from robust_style.server.service_style import SERVICE_NAME as STYLE_NAME
@@ -134,7 +134,10 @@ class StyleServer:
         opts = [("grpc.max_receive_message_length", config.max_message_bytes),
                 ("grpc.max_send_message_length", config.max_message_bytes),
                 ("grpc.so_reuseport", 0)]
-        interceptors = [_AuthInterceptor(config.auth_token)] if config.auth_token else []
+        # Outermost first: errors and metrics see every RPC, refused ones included.
+        interceptors: list[grpc.ServerInterceptor] = [StatusInterceptor(self.metrics)]
+        if config.auth_token:
+            interceptors.append(_AuthInterceptor(config.auth_token))
         workers = config.worker_threads()
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")

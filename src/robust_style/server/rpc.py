@@ -1,8 +1,11 @@
 """What both APIs share: errors -> gRPC status codes, metrics and logging around each RPC.
 
-Every handler runs inside :func:`guard`: expected errors become a status with a message
-the caller can act on; anything unexpected is logged with its traceback on the server and
-answered ``INTERNAL`` with a one-line message, never a stack trace.
+One server interceptor, :class:`StatusInterceptor` (built on the maintained
+``grpc-interceptor`` package), wraps every RPC of both APIs: handlers just raise.
+Expected errors become a status with a message the caller can act on; anything unexpected
+is logged with its traceback on the server and answered ``INTERNAL`` with a one-line
+message, never a stack trace. Every RPC, failed or not, is counted and timed
+(``robust_style_requests_total`` and ``robust_style_request_latency_seconds``).
 """
 
 from __future__ import annotations
@@ -11,18 +14,25 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, NoReturn
 
 import grpc
+from grpc_interceptor import ServerInterceptor
 
 from robust_style.server.batching import DeadlineExpired, QueueFull, StyleRemoved
 from robust_style.server.images import ImageError, ImageTooLarge
 from robust_style.server.metrics import Metrics
 
-__all__ = ["ServiceError", "Limits", "status_of", "guard", "guard_stream", "deadline_of"]
+__all__ = ["ServiceError", "Limits", "status_of", "deadline_of", "StatusInterceptor", "APIS"]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
+
+#: gRPC service name -> the ``api`` label of its metrics. RPCs of other services (health,
+#: reflection) pass through the interceptor untouched.
+APIS = {"robust_style.v1.StyleTransfer": "style", "inference.GRPCInferenceService": "kserve"}
+#: Request fields naming the style (StylizeRequest.style, ModelInferRequest.model_name,
+#: ModelMetadataRequest.name ...), used as the ``style`` label of unary RPCs.
+_STYLE_FIELDS = ("style", "model_name", "name")
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,7 @@ class ServiceError(Exception):
 
 
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The status and one-line message ``exc`` is answered with (INTERNAL is logged)."""
     if isinstance(exc, ServiceError):
         return exc.code, exc.message
     if isinstance(exc, ImageTooLarge):
@@ -66,30 +77,68 @@ def deadline_of(context: grpc.ServicerContext) -> float | None:
     return time.monotonic() + remaining
 
 
-def guard(metrics: Metrics, api: str, method: str, style: str,
-          context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
-    """Run ``fn``; record the outcome; turn errors into a status (``context.abort``)."""
-    start = time.monotonic()
-    try:
-        result = fn()
-    except Exception as exc:  # noqa: BLE001 - every error becomes a status
-        code, message = status_of(exc)
-        metrics.request(api, method, style, code.name, time.monotonic() - start)
-        log.info("%s %s style=%r -> %s: %s", api, method, style, code.name, message)
-        context.abort(code, message)
-    metrics.request(api, method, style, "OK", time.monotonic() - start)
-    return result
+def _style_of(request: Any) -> str:
+    descriptor = getattr(request, "DESCRIPTOR", None)
+    if descriptor is None:  # a request stream: no single style
+        return ""
+    for name in _STYLE_FIELDS:
+        if name in descriptor.fields_by_name:
+            return str(getattr(request, name))
+    return ""
 
 
-def guard_stream(metrics: Metrics, api: str, method: str, context: grpc.ServicerContext,
-                 gen: Iterator[T]) -> Iterator[T]:
-    """:func:`guard` for a response stream: an error ends the stream with its status."""
-    start = time.monotonic()
-    try:
-        yield from gen
-    except Exception as exc:  # noqa: BLE001 - every error becomes a status
+class StatusInterceptor(ServerInterceptor):
+    """Errors -> status codes (:func:`status_of`) and metrics, for every RPC of both APIs.
+
+    Unary RPCs are timed to their answer, streaming ones to their last message; a stream
+    the client cancels is recorded as ``CANCELLED``. A handler (or an inner interceptor,
+    e.g. bearer-token auth) that already called ``context.abort`` keeps its status.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def intercept(self, method: Callable[[Any, grpc.ServicerContext], Any],
+                  request_or_iterator: Any, context: grpc.ServicerContext,
+                  method_name: str) -> Any:
+        service, _, rpc = method_name.lstrip("/").partition("/")
+        api = APIS.get(service)
+        if api is None:
+            return method(request_or_iterator, context)
+        labels = (api, rpc, _style_of(request_or_iterator))
+        start = time.monotonic()
+        try:
+            result = method(request_or_iterator, context)
+        except Exception as exc:  # noqa: BLE001 - every error becomes a status
+            self._abort(exc, context, labels, start)
+        if isinstance(result, Iterator):
+            return self._stream(result, context, labels, start)
+        self._record(labels, "OK", start)
+        return result
+
+    def _stream(self, responses: Iterator[Any], context: grpc.ServicerContext,
+                labels: tuple[str, str, str], start: float) -> Iterator[Any]:
+        try:
+            yield from responses
+        except GeneratorExit:  # the client cancelled or went away
+            self._record(labels, grpc.StatusCode.CANCELLED.name, start)
+            raise
+        except Exception as exc:  # noqa: BLE001 - every error becomes a status
+            self._abort(exc, context, labels, start)
+        self._record(labels, "OK", start)
+
+    def _record(self, labels: tuple[str, str, str], code: str, start: float) -> None:
+        api, rpc, style = labels
+        self.metrics.request(api, rpc, style, code, time.monotonic() - start)
+
+    def _abort(self, exc: Exception, context: grpc.ServicerContext,
+               labels: tuple[str, str, str], start: float) -> NoReturn:
+        already = context.code()
+        if already is not None and already != grpc.StatusCode.OK:  # context.abort was called
+            self._record(labels, already.name, start)
+            raise exc
         code, message = status_of(exc)
-        metrics.request(api, method, "", code.name, time.monotonic() - start)
-        log.info("%s %s -> %s: %s", api, method, code.name, message)
+        self._record(labels, code.name, start)
+        log.info("%s %s style=%r -> %s: %s", *labels, code.name, message)
         context.abort(code, message)
-    metrics.request(api, method, "", "OK", time.monotonic() - start)
+        raise AssertionError("unreachable: context.abort raises")  # pragma: no cover

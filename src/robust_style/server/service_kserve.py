@@ -23,7 +23,7 @@ from robust_style.server.metrics import Metrics
 from robust_style.server.models import ModelRegistry, StyleModel
 from robust_style.server.protos.inference import grpc_service_pb2 as pb
 from robust_style.server.protos.inference import grpc_service_pb2_grpc as pb_grpc
-from robust_style.server.rpc import Limits, ServiceError, deadline_of, guard, status_of
+from robust_style.server.rpc import Limits, ServiceError, deadline_of, status_of
 from robust_style.server.service_style import lookup
 
 __all__ = ["KServeService", "SERVICE_NAME", "PLATFORM"]
@@ -78,21 +78,18 @@ class KServeService(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ModelReadyResponse(ready=True)
 
     def ModelMetadata(self, request, context):  # noqa: N802, ANN001, ANN201
-        def run() -> pb.ModelMetadataResponse:
-            m = self._model(request.name, request.version)
-            shape = [-1, -1, -1, 3]
-            return pb.ModelMetadataResponse(
-                name=m.name, versions=[m.version], platform=PLATFORM,
-                inputs=[pb.ModelMetadataResponse.TensorMetadata(
-                    name=m.input_name, datatype="UINT8", shape=shape)],
-                outputs=[pb.ModelMetadataResponse.TensorMetadata(
-                    name=m.output_name, datatype="UINT8", shape=shape)])
-        return guard(self.metrics, API, "ModelMetadata", request.name, context, run)
+        m = self._model(request.name, request.version)
+        shape = [-1, -1, -1, 3]
+        return pb.ModelMetadataResponse(
+            name=m.name, versions=[m.version], platform=PLATFORM,
+            inputs=[pb.ModelMetadataResponse.TensorMetadata(
+                name=m.input_name, datatype="UINT8", shape=shape)],
+            outputs=[pb.ModelMetadataResponse.TensorMetadata(
+                name=m.output_name, datatype="UINT8", shape=shape)])
 
     # -- inference ------------------------------------------------------------------------
     def ModelInfer(self, request, context):  # noqa: N802, ANN001, ANN201
-        return guard(self.metrics, API, "ModelInfer", request.model_name, context,
-                     lambda: self._infer(request, context))
+        return self._infer(request, context)
 
     def ModelStreamInfer(self, request_iterator, context):  # noqa: N802, ANN001, ANN201
         for request in request_iterator:
@@ -100,10 +97,11 @@ class KServeService(pb_grpc.GRPCInferenceServiceServicer):
                 resp = self._infer(request, context)
             except Exception as exc:  # noqa: BLE001 - reported in the stream
                 code, message = status_of(exc)
-                self.metrics.request(API, "ModelStreamInfer", request.model_name, code.name, 0.0)
+                self.metrics.request(API, "ModelStreamInfer.request", request.model_name, code.name,
+                                     0.0)
                 yield pb.ModelStreamInferResponse(error_message=f"{code.name}: {message}")
                 continue
-            self.metrics.request(API, "ModelStreamInfer", request.model_name, "OK", 0.0)
+            self.metrics.request(API, "ModelStreamInfer.request", request.model_name, "OK", 0.0)
             yield pb.ModelStreamInferResponse(infer_response=resp)
 
     def _infer(self, request: pb.ModelInferRequest, context: grpc.ServicerContext

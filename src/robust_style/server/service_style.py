@@ -18,7 +18,7 @@ from robust_style.server.metrics import Metrics
 from robust_style.server.models import ModelRegistry, StyleModel
 from robust_style.server.protos.robust_style.v1 import style_transfer_pb2 as pb
 from robust_style.server.protos.robust_style.v1 import style_transfer_pb2_grpc as pb_grpc
-from robust_style.server.rpc import Limits, ServiceError, deadline_of, guard, guard_stream
+from robust_style.server.rpc import Limits, ServiceError, deadline_of
 
 __all__ = ["StyleTransferService", "SERVICE_NAME"]
 
@@ -56,22 +56,18 @@ class StyleTransferService(pb_grpc.StyleTransferServicer):
     # -- RPCs -----------------------------------------------------------------------------
     def ListStyles(self, request: pb.ListStylesRequest, context: grpc.ServicerContext
                    ) -> pb.ListStylesResponse:
-        def run() -> pb.ListStylesResponse:
-            out = pb.ListStylesResponse()
-            for m in self.registry.styles():
-                out.styles.add(name=m.name, version=m.version, ready=True, file=m.file,
-                               metadata=m.metadata.to_display(), providers=list(m.providers))
-            return out
-        return guard(self.metrics, API, "ListStyles", "", context, run)
+        out = pb.ListStylesResponse()
+        for m in self.registry.styles():
+            out.styles.add(name=m.name, version=m.version, ready=True, file=m.file,
+                           metadata=m.metadata.to_display(), providers=list(m.providers))
+        return out
 
     def Stylize(self, request: pb.StylizeRequest, context: grpc.ServicerContext
                 ) -> pb.StylizeResponse:
-        def run() -> pb.StylizeResponse:
-            prep = self._prepare(request)
-            fut = prep.batcher.submit(prep.model, prep.content[None], deadline_of(context),
-                                      context.is_active)
-            return self._finish(request, prep, fut.result())
-        return guard(self.metrics, API, "Stylize", request.style, context, run)
+        prep = self._prepare(request)
+        fut = prep.batcher.submit(prep.model, prep.content[None], deadline_of(context),
+                                  context.is_active)
+        return self._finish(request, prep, fut.result())
 
     def StylizeStream(self, request_iterator: Iterator[pb.StylizeRequest],
                       context: grpc.ServicerContext) -> Iterator[pb.StylizeResponse]:
@@ -123,7 +119,7 @@ class StyleTransferService(pb_grpc.StyleTransferServicer):
                                      resp.timing.total_ms / 1000.0)
                 yield resp
 
-        return guard_stream(self.metrics, API, "StylizeStream", context, frames())
+        return frames()
 
     # -- helpers --------------------------------------------------------------------------
     def _prepare(self, req: pb.StylizeRequest) -> _Prepared:
