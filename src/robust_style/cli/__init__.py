@@ -7,6 +7,11 @@ their handlers only, so ``--help`` is fast and ``serve`` never imports torch.
 
 A handler returns an exit code. :class:`~robust_style.errors.UserError` becomes one line
 on stderr and exit code 2; Ctrl-C exits 130.
+
+The base install (``pip install robust-style``) is the serving side only: ``serve``,
+``styles``, ``stylize`` and ``demo`` never import torch or onnx. The other commands need an
+extra; when its packages are missing, the ``ModuleNotFoundError`` is turned into one line
+naming the extra to install (exit 2), here and only here (:data:`EXTRA_OF_MODULE`).
 """
 
 from __future__ import annotations
@@ -21,9 +26,28 @@ from collections.abc import Sequence
 from robust_style import __version__
 from robust_style.errors import UserError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["EXTRA_OF_MODULE", "build_parser", "main", "missing_extra_message"]
 
 log = logging.getLogger("robust_style")
+
+#: Top-level module -> the extra of pyproject.toml that installs it.
+EXTRA_OF_MODULE: dict[str, str] = {
+    "torch": "train", "torchvision": "train", "onnx": "train", "onnxscript": "train",
+    "onnxconverter_common": "train", "lpips": "train", "pooch": "train",
+    "robustness": "robustness", "cox": "robustness", "matplotlib": "plots",
+}
+
+
+def missing_extra_message(exc: ModuleNotFoundError, command: str | None) -> str:
+    """One line for a command whose optional dependencies are not installed."""
+    top = (exc.name or "").split(".")[0]
+    what = f"`robust-style {command}`" if command else "this command"
+    extra = EXTRA_OF_MODULE.get(top)
+    if extra is None:
+        return (f"{what} cannot import {exc.name or 'a module'} ({exc}); the installation "
+                "looks incomplete: reinstall robust-style")
+    return (f"{what} needs the '{extra}' extra ({top} is not installed): "
+            f"pip install 'robust-style[{extra}]'")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except UserError as exc:
         sys.stderr.write(f"robust-style: error: {exc}\n")
+        return 2
+    except ModuleNotFoundError as exc:
+        sys.stderr.write(f"robust-style: error: {missing_extra_message(exc, args.command)}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("robust-style: interrupted\n")
