@@ -43,7 +43,16 @@ def test_list_styles_reports_metadata_version_readiness(server: StyleServer) -> 
     assert tiny.ready and len(tiny.version) == 12 and tiny.file == "tiny.onnx"
     assert tiny.metadata["name"] == "tiny" and tiny.metadata["description"] == "test style tiny"
     assert tiny.metadata["tensor_convention"].startswith("uint8 NHWC")
-    assert list(tiny.providers) == ["CPUExecutionProvider"]
+    # no GPU here: auto serves on OpenVINO where it works, else ONNX Runtime's CPU provider
+    from robust_style.server.engines import openvino_status
+
+    want = "openvino" if openvino_status().available else "onnxruntime"
+    assert tiny.engine == want and tiny.precision in ("fp32", "bf16") and tiny.sha256
+    assert tiny.version == tiny.sha256[:12]
+    if want == "onnxruntime":
+        assert list(tiny.providers) == ["CPUExecutionProvider"]
+    else:
+        assert tiny.providers[0].startswith("CPU") and "accuracy gate" in tiny.engine_note
     assert styles["tiny2"].version != tiny.version
 
 
@@ -96,7 +105,9 @@ def test_tritonclient_gets_the_same_pixels_as_the_own_api(server: StyleServer) -
     meta = client.get_server_metadata()
     assert meta.name == "robust-style" and meta.version
     mm = client.get_model_metadata("tiny")
-    assert mm.platform == "onnxruntime_onnx" and mm.inputs[0].name == "image"
+    engine = server.registry.get("tiny")[0].engine_name
+    assert mm.platform == {"onnxruntime": "onnxruntime_onnx", "openvino": "openvino"}[engine]
+    assert mm.inputs[0].name == "image"
     assert list(mm.inputs[0].shape) == [-1, -1, -1, 3] and mm.outputs[0].datatype == "UINT8"
     index = client.get_model_repository_index()
     assert {m.name for m in index.models} == {"tiny", "tiny2"}
@@ -358,7 +369,7 @@ def test_provider_probe_picks_a_provider_that_really_runs(model_store: Path,
     """onnxruntime-gpu lists CUDA/TensorRT without a GPU; the probe must not believe it."""
     import onnxruntime as ort
 
-    from robust_style.server.models import ProviderConfig, probe_providers
+    from robust_style.server.engines import ProviderConfig, probe_providers
 
     data = (model_store / "tiny.onnx").read_bytes()
     for device in ("auto", "cuda", "tensorrt"):

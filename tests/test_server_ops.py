@@ -246,11 +246,11 @@ def test_trt_engine_cache_defaults_to_the_xdg_cache(tmp_path: Path,
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     args = build_parser().parse_args(["serve", "--models", str(tmp_path)])
     cfg = _config(args, tmp_path)
-    assert cfg.registry.providers.trt_cache_dir == str(tmp_path / "cache" / "robust-style" / "trt")
-    trt = dict(cfg.registry.providers.candidates())["TensorrtExecutionProvider"]
+    assert cfg.registry.engine.providers.trt_cache_dir == str(tmp_path / "cache" / "robust-style" / "trt")
+    trt = dict(cfg.registry.engine.providers.candidates())["TensorrtExecutionProvider"]
     assert trt["trt_engine_cache_enable"] is True
     monkeypatch.delenv("XDG_CACHE_HOME")
     cfg = _config(build_parser().parse_args(["serve"]), tmp_path)
-    assert cfg.registry.providers.trt_cache_dir == str(Path.home() / ".cache/robust-style/trt")
+    assert cfg.registry.engine.providers.trt_cache_dir == str(Path.home() / ".cache/robust-style/trt")
     off = build_parser().parse_args(["serve", "--trt-cache-dir", ""])
-    assert _config(off, tmp_path).registry.providers.trt_cache_dir == ""
+    assert _config(off, tmp_path).registry.engine.providers.trt_cache_dir == ""

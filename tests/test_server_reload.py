@@ -179,13 +179,13 @@ def test_invalid_style_name_is_skipped_and_corrupt_first_file_does_not_pin_provi
     try:
         registry.scan()
         assert registry.styles() == []
-        assert registry._providers is None, "a corrupt file must not decide the providers"  # noqa: SLF001
+        assert not registry._selector.probed, "a corrupt file must not decide the providers"  # noqa: SLF001
         new_version(model_store / "tiny.onnx", models / "evil.onnx", name="../../evil",
                     factor=1.0)
         shutil.copy(model_store / "tiny2.onnx", models / "tiny2.onnx")
         registry.scan()
         assert [m.name for m in registry.styles()] == ["tiny2"]
-        assert registry._providers is not None  # noqa: SLF001
+        assert registry._selector.probed  # noqa: SLF001
         failed = registry.metrics.reloads.values
         assert failed.get((("style", "evil"), ("result", "failed"))) == 1
     finally:

@@ -49,6 +49,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics-host", default=None,
                    help="address of the metrics HTTP server (default: the same as --host)")
     g = p.add_argument_group("execution")
+    g.add_argument("--engine", choices=["auto", "onnxruntime", "openvino"], default="auto",
+                   help="inference engine; auto = ONNX Runtime on a usable GPU, else OpenVINO "
+                   "(else ONNX Runtime's CPU provider)")
+    g.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="auto = bf16 on OpenVINO where the CPU has bf16 arithmetic (AVX-512 "
+                   "BF16, AMX), fp32 otherwise; every reduced precision must pass the "
+                   "accuracy gate at load")
+    g.add_argument("--accuracy-gate-db", type=float, default=45.0,
+                   help="refuse an engine/precision whose warm-up output is below this PSNR "
+                   "vs fp32 ONNX Runtime (default 45; 0 = off)")
     g.add_argument("--device", choices=["auto", "tensorrt", "cuda", "cpu"], default="auto",
                    help="execution provider; auto probes TensorRT -> CUDA -> CPU")
     g.add_argument("--cudnn-conv-algo-search", choices=["HEURISTIC", "EXHAUSTIVE", "DEFAULT"],
@@ -58,7 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--trt-cache-dir", default=None,
                    help="TensorRT engine cache directory (default: $XDG_CACHE_HOME/robust-style/"
                    "trt or ~/.cache/robust-style/trt; '' = no cache)")
-    g.add_argument("--intra-op-threads", type=int, default=0, help="0 = onnxruntime default")
+    g.add_argument("--intra-op-threads", type=int, default=0,
+                   help="threads per run, both engines (0 = one per core); concurrent runs "
+                   "share the cores through a process-wide budget")
     g.add_argument("--inter-op-threads", type=int, default=0, help="0 = onnxruntime default")
     g.add_argument("--max-batch", type=int, default=0,
                    help="dynamic batching: images per run (0 = auto: 8 on GPU, 1 on CPU)")
@@ -93,7 +105,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _config(args: argparse.Namespace, models: Path):  # noqa: ANN202 - lazy import types
     from robust_style.server.app import ServerConfig
     from robust_style.server.batching import BatchConfig
-    from robust_style.server.models import ProviderConfig, RegistryConfig
+    from robust_style.server.engines import EngineConfig, ProviderConfig, openvino_status
+    from robust_style.server.models import RegistryConfig
     from robust_style.server.rpc import Limits
 
     if args.workers is not None and args.workers < 1:
@@ -102,6 +115,11 @@ def _config(args: argparse.Namespace, models: Path):  # noqa: ANN202 - lazy impo
         raise UserError(f"--max-queue must be at least 1, got {args.max_queue}")
     if (args.tls_cert is None) != (args.tls_key is None):
         raise UserError("TLS needs both --tls-cert and --tls-key")
+    if args.intra_op_threads < 0 or args.inter_op_threads < 0:
+        raise UserError("--intra-op-threads and --inter-op-threads must be 0 (default) or more")
+    if args.engine == "openvino" and not (ov := openvino_status()).available:
+        raise UserError(f"--engine openvino: OpenVINO is not usable here ({ov.reason}); "
+                        "install it with `pip install openvino` or use --engine auto")
     for f in (args.tls_cert, args.tls_key):
         if f is not None and not f.is_file():
             raise UserError(f"no such file: {f}")
@@ -113,7 +131,9 @@ def _config(args: argparse.Namespace, models: Path):  # noqa: ANN202 - lazy impo
                                is None else args.trt_cache_dir)
     batch = BatchConfig(max_batch=max(0, args.max_batch), max_delay_ms=args.batch_delay_ms,
                         max_queue=args.max_queue)
-    registry = RegistryConfig(models_dir=models, providers=providers, batch=batch,
+    engine = EngineConfig(engine=args.engine, precision=args.precision,
+                          gate_psnr_db=args.accuracy_gate_db, providers=providers)
+    registry = RegistryConfig(models_dir=models, engine=engine, batch=batch,
                               poll_seconds=args.poll_seconds, warmup_side=args.warmup_side)
     return ServerConfig(
         registry=registry, host=args.host, port=args.port,

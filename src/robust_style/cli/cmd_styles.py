@@ -52,14 +52,17 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps([{"name": s.name, "version": s.version, "ready": s.ready,
                                       "file": s.file, "providers": list(s.providers),
+                                      "engine": s.engine, "precision": s.precision,
+                                      "engine_note": s.engine_note,
                                       "metadata": s.metadata} for s in styles], indent=2) + "\n")
         return 0
     if not styles:
         sys.stdout.write(f"no styles loaded on {args.server}\n")
         return 0
-    rows = [("STYLE", "VERSION", "READY", "PROVIDER", "BACKBONE", "STEPS")]
+    rows = [("STYLE", "VERSION", "READY", "ENGINE", "PROVIDER", "BACKBONE", "STEPS")]
     for s in styles:
         rows.append((s.name, s.version, "yes" if s.ready else "no",
+                     f"{s.engine} {s.precision}".strip() or "-",
                      (s.providers[0] if s.providers else "-").replace("ExecutionProvider", ""),
                      s.metadata.get("backbone", "") or "-", s.metadata.get("steps", "") or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -46,6 +46,11 @@ class StyleInfo:
     file: str
     providers: tuple[str, ...]
     metadata: dict[str, str] = field(default_factory=dict)
+    #: Engine ("onnxruntime", "openvino"), precision ("fp32", "bf16", "fp16") and why.
+    engine: str = ""
+    precision: str = ""
+    engine_note: str = ""
+    sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,8 @@ class StyleClient:
         except grpc.RpcError as exc:
             raise self._error(exc) from None
         return [StyleInfo(s.name, s.version, s.ready, s.file, tuple(s.providers),
-                          dict(s.metadata)) for s in resp.styles]
+                          dict(s.metadata), s.engine, s.precision, s.engine_note, s.sha256)
+                for s in resp.styles]
 
     @staticmethod
     def _request(image: bytes | str | Path, style: str, strength: float | None,

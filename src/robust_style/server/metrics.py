@@ -115,14 +115,16 @@ class Metrics:
         self.reloads = _Family(f"{p}_model_loads_total", "counter",
                                "Model (re)loads by style and result (ok, failed, removed).")
         self.models = _Family(f"{p}_models_ready", "gauge", "Styles loaded and warmed up.")
+        self.engines = _Family(f"{p}_engine_info", "gauge",
+                               "Engine and precision serving each style (value 1).")
         self.latency = _Histogram(f"{p}_request_latency_seconds",
                                   "Server-side RPC latency by method and style.", LATENCY_BUCKETS)
         self.queue = _Histogram(f"{p}_queue_seconds",
                                 "Time a request waited for the model, by style.", LATENCY_BUCKETS)
         self.inference = _Histogram(f"{p}_inference_seconds",
-                                    "ONNX Runtime session.run time per batch, by style.",
+                                    "Engine run time per batch, by style.",
                                     LATENCY_BUCKETS)
-        self.batch = _Histogram(f"{p}_batch_size", "Images per session.run, by style.",
+        self.batch = _Histogram(f"{p}_batch_size", "Images per engine run, by style.",
                                 BATCH_BUCKETS)
         self._style_known: Callable[[str], bool] | None = None
 
@@ -141,10 +143,23 @@ class Metrics:
         self.requests.inc((("api", api), ("method", method), ("style", style), ("code", code)))
         self.latency.observe((("method", method), ("style", style)), seconds)
 
+    def set_engine(self, style: str, engine: str, precision: str) -> None:
+        """``robust_style_engine_info{style,engine,precision} 1``, replacing the style's old one."""
+        with self.engines.lock:
+            for labels in [k for k in self.engines.values if k[0] == ("style", style)]:
+                del self.engines.values[labels]
+            self.engines.values[(("style", style), ("engine", engine),
+                                 ("precision", precision))] = 1.0
+
+    def drop_engine(self, style: str) -> None:
+        with self.engines.lock:
+            for labels in [k for k in self.engines.values if k[0] == ("style", style)]:
+                del self.engines.values[labels]
+
     def render(self) -> str:
         lines: list[str] = []
-        for fam in (self.requests, self.expired, self.reloads, self.models, self.latency,
-                    self.queue, self.inference, self.batch):
+        for fam in (self.requests, self.expired, self.reloads, self.models, self.engines,
+                    self.latency, self.queue, self.inference, self.batch):
             lines.extend(fam.render())
         return "\n".join(lines) + "\n"
 

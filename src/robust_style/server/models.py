@@ -1,4 +1,4 @@
-"""The model registry: ONNX Runtime sessions per style, provider probing, hot reload.
+"""The model registry: one engine per style (:mod:`robust_style.server.engines`), hot reload.
 
 Every ``*.onnx`` file in the models directory is a style (name from its
 ``robust_style.name`` metadata, else the file name). The registry polls the directory
@@ -12,125 +12,44 @@ logged and skipped (a broken replacement leaves the previous version serving) an
 retried only when it changes again. A file skipped because another file serves its style
 name is retried as soon as that name is free again.
 
-Providers are chosen by *probing*: ``onnxruntime.get_available_providers()`` lists CUDA
-and TensorRT whenever onnxruntime-gpu is installed, GPU or not, so each accelerated
-provider is tried on a real session and kept only if the session really uses it.
+Each file is loaded through :class:`~robust_style.server.engines.EngineSelector`: ONNX
+Runtime (providers by probing) or OpenVINO, at the precision the config and the hardware
+allow, warmed up and checked by the accuracy gate before it serves. The same loading, with
+no server, is :func:`load_style_file`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
-import io
 import logging
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 from robust_style.contract import StyleMetadata, parse_metadata, valid_style_name
 from robust_style.server.batching import BatchConfig, Batcher
+from robust_style.server.engines import Engine, EngineConfig, EngineSelector, ProviderConfig
 from robust_style.server.metrics import Metrics
 
-__all__ = ["ProviderConfig", "RegistryConfig", "StyleModel", "ModelRegistry", "probe_providers"]
+__all__ = ["EngineConfig", "ProviderConfig", "RegistryConfig", "StyleModel", "ModelRegistry",
+           "load_style", "load_style_file"]
 
 log = logging.getLogger(__name__)
-
-CPU = "CPUExecutionProvider"
-CUDA = "CUDAExecutionProvider"
-TRT = "TensorrtExecutionProvider"
-
-
-@dataclass(frozen=True)
-class ProviderConfig:
-    """Execution provider choice and thread settings.
-
-    ``device``: ``auto`` (TensorRT -> CUDA -> CPU, by probing), ``tensorrt``, ``cuda`` or
-    ``cpu``. ``cudnn_conv_algo_search``: ``HEURISTIC`` (default), ``EXHAUSTIVE`` (benchmarks
-    every convolution algorithm on each new input shape: ~1 s per shape, then faster) or
-    ``DEFAULT``. Threads: 0 = ONNX Runtime's default.
-    """
-
-    device: str = "auto"
-    device_id: int = 0
-    intra_op_threads: int = 0
-    inter_op_threads: int = 0
-    cudnn_conv_algo_search: str = "HEURISTIC"
-    trt_fp16: bool = True
-    trt_cache_dir: str = ""
-
-    def candidates(self) -> list[tuple[str, dict[str, Any]]]:
-        cuda = (CUDA, {"device_id": self.device_id,
-                       "cudnn_conv_algo_search": self.cudnn_conv_algo_search})
-        trt_opts: dict[str, Any] = {"device_id": self.device_id, "trt_fp16_enable": self.trt_fp16}
-        if self.trt_cache_dir:
-            trt_opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=self.trt_cache_dir,
-                            trt_timing_cache_enable=True)
-        order = {"auto": [(TRT, trt_opts), cuda], "tensorrt": [(TRT, trt_opts), cuda],
-                 "cuda": [cuda], "cpu": []}
-        if self.device not in order:
-            raise ValueError(f"unknown device {self.device!r}; use auto, tensorrt, cuda or cpu")
-        return order[self.device]
 
 
 @dataclass(frozen=True)
 class RegistryConfig:
     models_dir: Path
-    providers: ProviderConfig = field(default_factory=ProviderConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
     #: ``max_batch=0`` means automatic: 8 on a GPU, 1 (no batching) on a CPU.
     batch: BatchConfig = field(default_factory=lambda: BatchConfig(max_batch=0))
     poll_seconds: float = 2.0
     warmup_side: int = 128
-
-
-def _session_options(cfg: ProviderConfig, quiet: bool = False) -> ort.SessionOptions:
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.intra_op_num_threads = cfg.intra_op_threads
-    so.inter_op_num_threads = cfg.inter_op_threads
-    so.log_severity_level = 4 if quiet else 3
-    return so
-
-
-def probe_providers(cfg: ProviderConfig, model: bytes) -> list[tuple[str, dict[str, Any]]]:
-    """The provider list to use: the first accelerated candidate that really works, + CPU."""
-    available = set(ort.get_available_providers())
-    for name, opts in cfg.candidates():
-        if name not in available:
-            log.info("provider %s not in this onnxruntime build", name)
-            continue
-        cache = opts.get("trt_engine_cache_path")
-        if cache:  # onnxruntime creates only the last level of the cache path
-            try:
-                Path(cache).mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                log.warning("cannot create the TensorRT engine cache %s: %s", cache, exc)
-        try:
-            ort.set_default_logger_severity(4)
-            # onnxruntime print()s "EP Error ... Falling back" when a provider fails.
-            with contextlib.redirect_stdout(io.StringIO()):
-                sess = ort.InferenceSession(model, _session_options(cfg, quiet=True),
-                                            providers=[(name, opts), CPU])
-            used = sess.get_providers()
-        except Exception as exc:  # noqa: BLE001 - any failure means "not usable here"
-            log.info("provider %s unusable: %s", name, str(exc).splitlines()[0][:200])
-            continue
-        finally:
-            ort.set_default_logger_severity(3)
-        if name in used:
-            chosen = [c for c in cfg.candidates() if c[0] == name or name == TRT] + [(CPU, {})]
-            log.info("execution providers: %s", [n for n, _ in chosen])
-            return chosen
-        log.info("provider %s listed but not usable here (no device); skipping", name)
-    if cfg.device in ("cuda", "tensorrt"):
-        log.warning("device %r requested but not usable; falling back to CPU", cfg.device)
-    log.info("execution providers: ['%s']", CPU)
-    return [(CPU, {})]
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,13 +61,62 @@ class StyleModel:
     file: str
     sha256: str
     metadata: StyleMetadata
-    session: ort.InferenceSession
+    engine: Engine
     input_name: str
     output_name: str
-    providers: tuple[str, ...]
+    #: Why this engine/precision (fallbacks and their figures, the accuracy gate's PSNR).
+    engine_note: str = ""
+    #: PSNR of the engine vs fp32 ONNX Runtime on the warm-up image (inf = identical).
+    gate_psnr_db: float = math.inf
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        """ONNX Runtime execution providers, or the OpenVINO device."""
+        return self.engine.devices
+
+    @property
+    def engine_name(self) -> str:
+        return self.engine.name
+
+    @property
+    def precision(self) -> str:
+        return self.engine.precision
+
+    def engine_info(self) -> dict[str, str]:
+        """Engine facts as strings (for KServe model config ``parameters``, logs, metrics)."""
+        return {"engine": self.engine.name, "precision": self.engine.precision,
+                "devices": ", ".join(self.engine.devices), "engine_note": self.engine_note}
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run([self.output_name], {self.input_name: batch})[0]
+        """``NxHxWx3 uint8`` -> the same, stylised (thread-safe)."""
+        return self.engine.run(batch)
+
+
+def load_style(data: bytes, selector: EngineSelector, file: str = "", sha256: str = "",
+               warmup_side: int = 128, default_name: str = "style") -> StyleModel:
+    """Load model bytes through ``selector``: engine choice, warm-up, accuracy gate, metadata.
+
+    Raises ``ValueError`` (or the runtime's error) for a file that is not a valid style.
+    """
+    sha = sha256 or hashlib.sha256(data).hexdigest()
+    loaded = selector.load(data, warmup_side, label=file or default_name)
+    meta = parse_metadata(loaded.metadata, default_name=default_name)
+    name = meta.name or default_name
+    if not valid_style_name(name):
+        raise ValueError(f"invalid style name {name!r} (use letters, digits, '_', '.', '-'; "
+                         "starting with a letter or digit)")
+    return StyleModel(name=name, version=sha[:12], file=file, sha256=sha, metadata=meta,
+                      engine=loaded.engine, input_name=loaded.input_name,
+                      output_name=loaded.output_name, engine_note=loaded.note,
+                      gate_psnr_db=loaded.gate_psnr_db)
+
+
+def load_style_file(path: Path, config: EngineConfig | None = None,
+                    warmup_side: int = 128) -> StyleModel:
+    """One style model file, no server: what ``serve`` would load, with the same engines."""
+    path = Path(path)
+    return load_style(path.read_bytes(), EngineSelector(config), file=path.name,
+                      warmup_side=warmup_side, default_name=path.stem)
 
 
 @dataclass
@@ -160,17 +128,6 @@ class _FileState:
     waiting_for: str | None = None
 
 
-def _check_io(sess: ort.InferenceSession) -> tuple[str, str]:
-    ins, outs = sess.get_inputs(), sess.get_outputs()
-    if len(ins) != 1 or len(outs) != 1:
-        raise ValueError(f"expected 1 input and 1 output, found {len(ins)} and {len(outs)}")
-    for kind, t in (("input", ins[0]), ("output", outs[0])):
-        if t.type != "tensor(uint8)" or len(t.shape) != 4:
-            raise ValueError(f"{kind} {t.name!r} is {t.type} {t.shape}; the contract is uint8 "
-                             "NHWC [N,H,W,3] (see robust_style.contract)")
-    return ins[0].name, outs[0].name
-
-
 class ModelRegistry:
     """Styles by name, with their batchers; see the module docstring."""
 
@@ -180,7 +137,7 @@ class ModelRegistry:
         self._styles: dict[str, StyleModel] = {}
         self._batchers: dict[str, Batcher] = {}
         self._files: dict[str, _FileState] = {}
-        self._providers: list[tuple[str, dict[str, Any]]] | None = None
+        self._selector = EngineSelector(config.engine)
         self._current: dict[str, Path] = {}
         self._freed: set[str] = set()
         self._lock = threading.RLock()
@@ -205,7 +162,7 @@ class ModelRegistry:
 
     @property
     def on_gpu(self) -> bool:
-        return bool(self._providers) and self._providers[0][0] != CPU
+        return self._selector.on_gpu
 
     @property
     def batch_config(self) -> BatchConfig:
@@ -297,8 +254,10 @@ class ModelRegistry:
             self._files[fname] = _FileState(sig, sha, model.name)
             self.metrics.models.set((), len(self._styles))
         self.metrics.reloads.inc((("style", model.name), ("result", "ok")))
-        log.info("%s style %r version %s from %s (%s)", "reloaded" if known else "loaded",
-                 model.name, model.version, fname, ", ".join(model.providers))
+        self.metrics.set_engine(model.name, model.engine_name, model.precision)
+        log.info("%s style %r version %s from %s: %s%s", "reloaded" if known else "loaded",
+                 model.name, model.version, fname, model.engine.describe(),
+                 f" [{model.engine_note}]" if model.engine_note else "")
         return True
 
     def _remove(self, style: str, fname: str) -> bool:
@@ -309,6 +268,7 @@ class ModelRegistry:
             del self._styles[style]
             batcher = self._batchers.pop(style)
             self.metrics.models.set((), len(self._styles))
+        self.metrics.drop_engine(style)
         batcher.stop(wait=False, removed=True)  # queued requests still run on their model
         self._freed.add(style)
         self.metrics.reloads.inc((("style", style), ("result", "removed")))
@@ -316,27 +276,10 @@ class ModelRegistry:
         return True
 
     def _load(self, fname: str, path: Path, data: bytes, sha: str) -> StyleModel:
-        cfg = self.config.providers
-        # The probe result is kept only once a session built with it has loaded and run:
-        # a corrupt first file must not pin the server to CPU.
-        providers = self._providers or probe_providers(cfg, data)
-        sess = ort.InferenceSession(data, _session_options(cfg), providers=providers)
-        input_name, output_name = _check_io(sess)
-        props = dict(sess.get_modelmeta().custom_metadata_map)
-        meta = parse_metadata(props, default_name=path.stem)
-        if not valid_style_name(meta.name or path.stem):
-            raise ValueError(f"invalid style name {(meta.name or path.stem)!r} (use letters, "
-                             "digits, '_', '.', '-'; starting with a letter or digit)")
-        model = StyleModel(name=meta.name or path.stem, version=sha[:12], file=fname,
-                           sha256=sha, metadata=meta, session=sess, input_name=input_name,
-                           output_name=output_name, providers=tuple(sess.get_providers()))
-        side = max(8, self.config.warmup_side)
-        out = model.run(np.full((1, side, side, 3), 128, dtype=np.uint8))
-        if out.shape != (1, side, side, 3) or out.dtype != np.uint8:
-            raise ValueError(f"warm-up returned {out.dtype} {out.shape}, expected uint8 "
-                             f"(1, {side}, {side}, 3)")
-        self._providers = providers
-        return model
+        # The provider probe is kept only once a model has loaded with it: a corrupt first
+        # file must not pin the server to CPU.
+        return load_style(data, self._selector, file=fname, sha256=sha,
+                          warmup_side=self.config.warmup_side, default_name=path.stem)
 
     # -- watching -------------------------------------------------------------------------
     def start_watching(self) -> None:

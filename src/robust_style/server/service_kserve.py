@@ -26,12 +26,14 @@ from robust_style.server.protos.inference import grpc_service_pb2_grpc as pb_grp
 from robust_style.server.rpc import Limits, ServiceError, deadline_of, status_of
 from robust_style.server.service_style import lookup
 
-__all__ = ["KServeService", "SERVICE_NAME", "PLATFORM"]
+__all__ = ["KServeService", "SERVICE_NAME", "PLATFORM", "PLATFORMS"]
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "inference.GRPCInferenceService"
+#: KServe/Triton platform names of the engines (Triton's backend names).
 PLATFORM = "onnxruntime_onnx"
+PLATFORMS = {"onnxruntime": PLATFORM, "openvino": "openvino"}
 API = "kserve"
 _INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
@@ -81,7 +83,7 @@ class KServeService(pb_grpc.GRPCInferenceServiceServicer):
         m = self._model(request.name, request.version)
         shape = [-1, -1, -1, 3]
         return pb.ModelMetadataResponse(
-            name=m.name, versions=[m.version], platform=PLATFORM,
+            name=m.name, versions=[m.version], platform=PLATFORMS.get(m.engine_name, PLATFORM),
             inputs=[pb.ModelMetadataResponse.TensorMetadata(
                 name=m.input_name, datatype="UINT8", shape=shape)],
             outputs=[pb.ModelMetadataResponse.TensorMetadata(

@@ -1,0 +1,203 @@
+"""Engine selection per style, with the load-time accuracy gate.
+
+:class:`EngineSelector` turns an :class:`EngineConfig` and a model's bytes into a ready
+engine. ``auto`` picks on evidence: ONNX Runtime when a GPU provider really works (probed
+once, :func:`.onnxruntime_engine.probe_providers`), else OpenVINO if it imports and has a
+CPU device, in bf16 where that CPU has bf16 arithmetic, else ONNX Runtime's CPU provider.
+
+Accuracy gate: every model is first loaded on ONNX Runtime's CPU provider in fp32, the
+reference, which also checks the tensor contract and reads the metadata. Each candidate
+engine then runs the fixed warm-up image (the packaged photo ``models/sample.jpg``,
+centre-cropped to ``warmup_side``²) and its output is compared with the reference's:
+below ``gate_psnr_db`` (default 45 dB) the candidate is refused, logged with the figure
+and the next one tried (bf16 -> fp32 -> ONNX Runtime). The reference itself always
+passes, so a model that loads at all is served, and never at a silent loss of quality.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+import math
+import threading
+from dataclasses import dataclass, field
+from importlib import resources
+
+import numpy as np
+
+from robust_style.server.engines.base import ENGINES, GATE_PSNR_DB, PRECISIONS, Engine, psnr
+from robust_style.server.engines.onnxruntime_engine import (
+    CPU,
+    OnnxRuntimeEngine,
+    ProviderConfig,
+    Providers,
+    probe_providers,
+)
+from robust_style.server.engines.openvino_engine import OpenVINOEngine, openvino_status
+
+__all__ = ["EngineConfig", "EngineSelector", "LoadedEngine", "warmup_image"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Which engine and precision each style gets (``robust-style serve --engine ...``).
+
+    ``engine``: ``auto`` (see the module docstring), ``onnxruntime`` or ``openvino``.
+    ``precision``: ``auto`` = bf16 on OpenVINO where the CPU has bf16 arithmetic (its
+    ``OPTIMIZATION_CAPABILITIES`` list BF16: AVX-512 BF16 or AMX), fp32 otherwise; on
+    TensorRT ``providers.trt_fp16`` decides; ``fp32``; ``bf16`` (fp32 where the engine or
+    CPU cannot, noted). ``gate_psnr_db``: the accuracy gate (0 = accept any PSNR).
+    ``providers``: ONNX Runtime settings; its ``intra_op_threads`` is the thread count of
+    *both* engines (0 = one per core).
+    """
+
+    engine: str = "auto"
+    precision: str = "auto"
+    gate_psnr_db: float = GATE_PSNR_DB
+    providers: ProviderConfig = field(default_factory=ProviderConfig)
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"unknown engine {self.engine!r}; use {', '.join(ENGINES)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; use "
+                             f"{', '.join(PRECISIONS)}")
+
+
+@dataclass(frozen=True)
+class LoadedEngine:
+    """A warmed-up engine that passed the gate, and what was learnt on the way."""
+
+    engine: Engine
+    input_name: str
+    output_name: str
+    metadata: dict[str, str]
+    #: Why this engine/precision (fallbacks with their figures, the gate's PSNR), or "".
+    note: str
+    #: PSNR of the engine's warm-up output vs the fp32 reference (inf: identical or the
+    #: reference itself).
+    gate_psnr_db: float
+
+
+@functools.cache
+def _sample() -> np.ndarray:
+    from PIL import Image
+
+    data = (resources.files("robust_style") / "models" / "sample.jpg").read_bytes()
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def warmup_image(side: int) -> np.ndarray:
+    """The fixed warm-up/gate input: the packaged photo centre-cropped to ``side``², 1xHxWx3."""
+    from PIL import Image, ImageOps
+
+    side = max(8, int(side))
+    img = ImageOps.fit(Image.fromarray(_sample()), (side, side), Image.Resampling.LANCZOS)
+    return np.asarray(img)[None].copy()
+
+
+class EngineSelector:
+    """Builds each model's engine by :class:`EngineConfig`; probes the providers once."""
+
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self.config = config or EngineConfig()
+        self._providers: Providers | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def probed(self) -> bool:
+        """True once a model has loaded with the probed providers."""
+        return self._providers is not None
+
+    @property
+    def on_gpu(self) -> bool:
+        """True when ONNX Runtime's probed providers put the network on a GPU."""
+        return bool(self._providers) and self._providers[0][0] != CPU
+
+    def load(self, model: bytes, warmup_side: int = 128, label: str = "model") -> LoadedEngine:
+        """The engine for ``model``, warmed up on ``warmup_side``² and through the gate.
+
+        Raises if the model does not load on ONNX Runtime's CPU provider (a bad file).
+        """
+        cfg = self.config
+        reference = OnnxRuntimeEngine(model, cfg.providers, [(CPU, {})])
+        x = warmup_image(warmup_side)
+        expected = reference.run(x)
+        if expected.shape != x.shape or expected.dtype != np.uint8:
+            raise ValueError(f"warm-up returned {expected.dtype} {expected.shape}, expected "
+                             f"uint8 {x.shape}")
+        with self._lock:
+            providers = self._providers
+        if providers is None:
+            providers = (probe_providers(cfg.providers, model) if cfg.engine != "openvino"
+                         else [(CPU, {})])
+        chain, notes = self._plan(providers[0][0] != CPU)
+        chosen: tuple[Engine, float] | None = None
+        for engine_name, precision in chain:
+            what = f"{engine_name} {precision}"
+            if engine_name == "onnxruntime" and providers[0][0] == CPU:
+                chosen = (reference, math.inf)  # the reference is this very engine
+                break
+            try:
+                engine: Engine = (OpenVINOEngine(model, precision, cfg.providers.intra_op_threads)
+                                  if engine_name == "openvino" else
+                                  OnnxRuntimeEngine(model, cfg.providers, providers,
+                                                    fp32=precision == "fp32"))
+                got = engine.run(x)
+            except Exception as exc:  # noqa: BLE001 - any failure: try the next candidate
+                msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+                log.warning("%s: %s failed (%s: %s); trying the next engine", label, what,
+                            type(exc).__name__, msg)
+                notes.append(f"{what} failed ({type(exc).__name__}: {msg})")
+                continue
+            db = psnr(got, expected) if got.shape == expected.shape else -math.inf
+            if db < cfg.gate_psnr_db:
+                log.warning("%s: %s failed the accuracy gate: %.1f dB < %.1f dB PSNR vs fp32 "
+                            "ONNX Runtime on the warm-up image; falling back", label,
+                            engine.describe(), db, cfg.gate_psnr_db)
+                notes.append(f"{engine.name} {engine.precision} failed the accuracy gate "
+                             f"({db:.1f} dB < {cfg.gate_psnr_db:g} dB)")
+                continue
+            chosen = (engine, db)
+            break
+        if chosen is None:  # every candidate failed: the reference always works
+            chosen = (reference, math.inf)
+        engine, db = chosen
+        if engine is not reference:
+            notes.append(f"accuracy gate {db:.1f} dB vs fp32 ONNX Runtime "
+                         f"(min {cfg.gate_psnr_db:g})")
+        with self._lock:
+            self._providers = providers  # kept only once a model has loaded with them
+        note = "; ".join(notes)
+        log.info("%s: engine %s%s", label, engine.describe(), f" [{note}]" if note else "")
+        return LoadedEngine(engine, reference.input_name, reference.output_name,
+                            reference.metadata, note, db)
+
+    def _plan(self, gpu: bool) -> tuple[list[tuple[str, str]], list[str]]:
+        """Candidates ``(engine, precision)`` in order of preference, and notes on choices."""
+        cfg, notes = self.config, []
+        engine = cfg.engine
+        if engine == "auto":
+            engine = "onnxruntime" if gpu else "openvino"
+        if engine == "openvino" and not (status := openvino_status()).available:
+            notes.append(f"OpenVINO unavailable ({status.reason}); ONNX Runtime instead")
+            engine = "onnxruntime"
+        chain: list[tuple[str, str]] = []
+        if engine == "openvino":
+            bf16 = openvino_status().bf16
+            if cfg.precision in ("auto", "bf16") and bf16:
+                chain.append(("openvino", "bf16"))
+            elif cfg.precision == "bf16":
+                notes.append("bf16 requested but this CPU has no bf16 arithmetic (OpenVINO "
+                             "OPTIMIZATION_CAPABILITIES); fp32")
+            chain.append(("openvino", "fp32"))
+        else:
+            if cfg.precision == "bf16":
+                notes.append("bf16 requested but ONNX Runtime has no bf16 path here; fp32")
+            if gpu and cfg.precision == "auto":
+                chain.append(("onnxruntime", "auto"))  # TensorRT fp16 if providers allow it
+        chain.append(("onnxruntime", "fp32"))
+        return chain, notes
