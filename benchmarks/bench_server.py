@@ -139,6 +139,7 @@ def main() -> int:
 
     import onnxruntime as ort
 
+    from robust_style.imageio import decode_image
     from robust_style.server import images
     from robust_style.server.protos.inference import grpc_service_pb2 as kpb
     from robust_style.server.protos.inference import grpc_service_pb2_grpc as kgrpc
@@ -187,7 +188,7 @@ def main() -> int:
                 sess.run(None, {"image": batch})
 
             def inproc(png: bytes = png) -> None:
-                arr = images.decode_image(png, 10**8)
+                arr = decode_image(png, 10**8)
                 y = sess.run(None, {"image": arr[None]})[0][0]
                 images.encode_image(y, "png")
 

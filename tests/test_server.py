@@ -428,3 +428,13 @@ def test_request_on_a_removed_styles_batcher_is_not_found_shutdown_is_exhausted(
     with pytest.raises(QueueFull) as info2:
         shut.submit(Echo(), arr)
     assert status_of(info2.value)[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_max_side_rescues_an_image_over_the_pixel_limit(server: StyleServer) -> None:
+    """The limit (1 Mpx here) applies after ``max_side``, as the error message suggests."""
+    big = np.tile(photo("astronaut", 512), (2, 3, 1))  # 1024 x 1536 = 1.57 Mpx
+    png = encode(big)
+    code, msg = _code(_style(server).Stylize, pb.StylizeRequest(style="tiny", image=png))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "max_side" in msg
+    resp = _style(server).Stylize(pb.StylizeRequest(style="tiny", image=png, max_side=192))
+    assert (resp.width, resp.height) == (192, 128)

@@ -11,13 +11,14 @@ import pytest
 from PIL import Image
 from server_fixtures import encode, photo
 
+from robust_style import imageio
 from robust_style.server import images
 
 
 def test_rgb_jpeg_png_webp_decode_to_rgb_uint8() -> None:
     arr = photo("coffee", 80)
     for fmt in ("PNG", "JPEG", "WEBP"):
-        out = images.decode_image(encode(arr, fmt), 10**6)
+        out = imageio.decode_image(encode(arr, fmt), 10**6)
         assert out.dtype == np.uint8 and out.shape == arr.shape
         if fmt == "PNG":
             np.testing.assert_array_equal(out, arr)
@@ -32,25 +33,25 @@ def test_exif_orientation_is_applied() -> None:
     exif[0x0112] = 6  # "rotate 90 CW to display"
     buf = io.BytesIO()
     img.save(buf, format="JPEG", exif=exif.tobytes(), quality=95)
-    out = images.decode_image(buf.getvalue(), 10**6)
+    out = imageio.decode_image(buf.getvalue(), 10**6)
     assert out.shape[:2] == (arr.shape[1], arr.shape[0])
 
 
 def test_gray_palette_alpha_and_16bit_become_rgb() -> None:
     arr = photo("astronaut", 64)
     gray = Image.fromarray(arr).convert("L")
-    out = images.decode_image(encode(np.asarray(gray)), 10**6)
+    out = imageio.decode_image(encode(np.asarray(gray)), 10**6)
     assert out.shape == arr.shape and np.array_equal(out[..., 0], out[..., 2])
 
     pal = Image.fromarray(arr).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
     buf = io.BytesIO()
     pal.save(buf, format="PNG")
-    out = images.decode_image(buf.getvalue(), 10**6)
+    out = imageio.decode_image(buf.getvalue(), 10**6)
     np.testing.assert_array_equal(out, np.asarray(pal.convert("RGB")))
 
     rgba = np.dstack([arr, np.zeros(arr.shape[:2], np.uint8)])  # fully transparent
     rgba[: arr.shape[0] // 2, :, 3] = 255  # top half opaque
-    out = images.decode_image(encode(rgba), 10**6)
+    out = imageio.decode_image(encode(rgba), 10**6)
     np.testing.assert_array_equal(out[: arr.shape[0] // 2], arr[: arr.shape[0] // 2])
     assert (out[arr.shape[0] // 2 + 1:] == 255).all(), "transparent pixels composite on white"
 
@@ -58,13 +59,13 @@ def test_gray_palette_alpha_and_16bit_become_rgb() -> None:
     buf = io.BytesIO()
     Image.fromarray(g16).save(buf, format="PNG")
     assert Image.open(io.BytesIO(buf.getvalue())).mode.startswith("I")
-    out = images.decode_image(buf.getvalue(), 10**6)
+    out = imageio.decode_image(buf.getvalue(), 10**6)
     np.testing.assert_array_equal(out[..., 1], np.asarray(gray))
 
     dark = (np.asarray(gray).astype(np.uint16) // 2)  # all values <= 127 of 65535: near black
     buf = io.BytesIO()
     Image.fromarray(dark).save(buf, format="PNG")
-    out = images.decode_image(buf.getvalue(), 10**6)
+    out = imageio.decode_image(buf.getvalue(), 10**6)
     assert out.max() <= 1, "a dark 16-bit image must stay dark"
 
 
@@ -83,22 +84,22 @@ def _png_header_only(width: int, height: int) -> bytes:
 def test_decompression_bomb_refused_before_decoding() -> None:
     # 50000 x 50000 claimed, nothing behind it: decoding would fail as truncated, so a
     # "too large" answer proves the size was checked from the header first.
-    with pytest.raises(images.ImageTooLarge, match="limit"):
-        images.decode_image(_png_header_only(50_000, 50_000), 10**6)
-    with pytest.raises(images.ImageError, match="corrupt or truncated"):
-        images.decode_image(_png_header_only(64, 64), 10**6)
+    with pytest.raises(imageio.ImageTooLarge, match="limit"):
+        imageio.decode_image(_png_header_only(50_000, 50_000), 10**6)
+    with pytest.raises(imageio.ImageError, match="corrupt or truncated"):
+        imageio.decode_image(_png_header_only(64, 64), 10**6)
 
 
 def test_empty_garbage_and_tiny_images_are_refused() -> None:
-    with pytest.raises(images.ImageError, match="empty"):
-        images.decode_image(b"", 10**6)
-    with pytest.raises(images.ImageError, match="cannot decode"):
-        images.decode_image(b"GIF89a not really", 10**6)
-    with pytest.raises(images.ImageError, match="at least 8 px"):
-        images.decode_image(encode(np.zeros((4, 100, 3), np.uint8)), 10**6)
+    with pytest.raises(imageio.ImageError, match="empty"):
+        imageio.decode_image(b"", 10**6)
+    with pytest.raises(imageio.ImageError, match="cannot decode"):
+        imageio.decode_image(b"GIF89a not really", 10**6)
+    with pytest.raises(imageio.ImageError, match="at least 8 px"):
+        imageio.decode_image(encode(np.zeros((4, 100, 3), np.uint8)), 10**6)
     jpeg = encode(photo("coffee", 64), "JPEG")
-    with pytest.raises(images.ImageError):
-        images.decode_image(jpeg[: len(jpeg) // 3], 10**6)
+    with pytest.raises(imageio.ImageError):
+        imageio.decode_image(jpeg[: len(jpeg) // 3], 10**6)
 
 
 def test_preserve_color_keeps_content_chroma_and_style_luma() -> None:
@@ -119,5 +120,5 @@ def test_blend_and_max_side() -> None:
     assert (images.blend(a, b, 0.0) == 0).all() and (images.blend(a, b, 1.0) == 200).all()
     assert (images.blend(a, b, 0.25) == 50).all()
     big = photo("astronaut", 120)
-    small = images.fit_max_side(big, 50)
-    assert max(small.shape[:2]) == 50 and images.fit_max_side(big, 0) is big
+    small = imageio.fit_max_side(big, 50)
+    assert max(small.shape[:2]) == 50 and imageio.fit_max_side(big, 0) is big

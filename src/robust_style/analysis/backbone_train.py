@@ -116,9 +116,18 @@ class TrainResult:
 
 
 def _is_image(path: str) -> bool:
-    from robust_style.analysis.images import IMAGE_SUFFIXES
+    from robust_style.imageio import is_image_file
 
-    return path.lower().endswith(IMAGE_SUFFIXES)
+    return is_image_file(path)
+
+
+def _load_pil(path: str):  # noqa: ANN202 - a PIL image, as torchvision's loaders return
+    """The one decoder (EXIF, 16-bit, alpha on white) instead of torchvision's ``convert``."""
+    from PIL import Image
+
+    from robust_style.imageio import read_image
+
+    return Image.fromarray(read_image(path))
 
 
 def _loaders(cfg: BackboneTrainConfig) -> tuple[torch.utils.data.DataLoader,
@@ -129,7 +138,8 @@ def _loaders(cfg: BackboneTrainConfig) -> tuple[torch.utils.data.DataLoader,
         if not path.is_dir():
             raise UserError(f"image folder not found: {path}")
         try:
-            return datasets.ImageFolder(str(path), transform=tf, is_valid_file=_is_image)
+            return datasets.ImageFolder(str(path), transform=tf, is_valid_file=_is_image,
+                                        loader=_load_pil)
         except (FileNotFoundError, RuntimeError) as exc:
             raise UserError(f"{path} is not an ImageFolder (one sub-folder of images per "
                             f"class): {exc}") from exc

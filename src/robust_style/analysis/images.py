@@ -12,16 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from robust_style.errors import UserError
 from robust_style.fileio import atomic_write, file_mode
+from robust_style.imageio import IMAGE_SUFFIXES, is_image_file, read_image
 
-__all__ = ["IMAGE_SUFFIXES", "file_mode", "list_images", "load_image", "load_image_folder", "save_image"]
+__all__ = ["file_mode", "list_images", "load_image", "load_image_folder", "save_image"]
 
-
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -29,21 +27,15 @@ def list_images(folder: str | Path) -> list[Path]:
     root = Path(folder)
     if not root.is_dir():
         raise UserError(f"image folder not found: {root}")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
-                   and p.is_file())
+    files = sorted(p for p in root.rglob("*") if is_image_file(p) and p.is_file())
     if not files:
         raise UserError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {root}")
     return files
 
 
 def _open_rgb(path: Path) -> Image.Image:
-    if not path.is_file():
-        raise UserError(f"image not found: {path}")
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except (UnidentifiedImageError, OSError) as exc:
-        raise UserError(f"cannot read image {path}: {exc}") from exc
+    """The one decoder (EXIF orientation, 16-bit, alpha on white); errors are UserErrors."""
+    return Image.fromarray(read_image(path))
 
 
 def _to_tensor(im: Image.Image) -> torch.Tensor:

@@ -92,8 +92,11 @@ def _run(args: argparse.Namespace) -> int:
 def _comparison(photo: Path, stylised: Path, image_module) -> None:  # noqa: ANN001
     """``PHOTO_STYLE-compare.png``: the photo and the result side by side."""
     Image = image_module
-    with Image.open(photo) as a_raw, Image.open(stylised) as b:
-        a = a_raw.convert("RGB").resize(b.size)
+    from robust_style.imageio import read_image
+
+    # The photo as the server saw it: the one decoder applies EXIF orientation etc.
+    with Image.fromarray(read_image(photo)) as a_raw, Image.open(stylised) as b:
+        a = a_raw.resize(b.size)
         grid = Image.new("RGB", (a.width + b.width + 8, a.height), "white")
         grid.paste(a, (0, 0))
         grid.paste(b.convert("RGB"), (a.width + 8, 0))

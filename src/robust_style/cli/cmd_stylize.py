@@ -10,10 +10,9 @@ from robust_style.cli.cmd_styles import add_connection_args, connect
 from robust_style.contract import valid_style_name
 from robust_style.errors import UserError
 from robust_style.fileio import atomic_write_bytes
+from robust_style.imageio import IMAGE_SUFFIXES, is_image_file
 
 __all__ = ["register", "collect_inputs", "check_output_names"]
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,14 +44,14 @@ def collect_inputs(inputs: list[Path]) -> list[tuple[Path, Path]]:
     for item in inputs:
         if item.is_dir():
             for f in sorted(item.rglob("*")):
-                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
+                if f.is_file() and is_image_file(f):
                     out.append((f, f.relative_to(item)))
         elif item.is_file():
             out.append((item, Path(item.name)))
         else:
             raise UserError(f"no such file or folder: {item}")
     if not out:
-        raise UserError("no images (.jpg, .jpeg, .png, .webp) in the given inputs")
+        raise UserError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in the given inputs")
     return out
 
 

@@ -19,8 +19,8 @@ from typing import Any, NoReturn
 import grpc
 from grpc_interceptor import ServerInterceptor
 
+from robust_style.imageio import ImageError, ImageTooLarge
 from robust_style.server.batching import DeadlineExpired, QueueFull, StyleRemoved
-from robust_style.server.images import ImageError, ImageTooLarge
 from robust_style.server.metrics import Metrics
 
 __all__ = ["ServiceError", "Limits", "status_of", "deadline_of", "StatusInterceptor", "APIS"]
@@ -37,7 +37,7 @@ _STYLE_FIELDS = ("style", "model_name", "name")
 
 @dataclass(frozen=True)
 class Limits:
-    """Request limits: pixels per image (checked before decoding) and images per request."""
+    """Request limits: pixels per image (after ``max_side``) and images per request."""
 
     max_pixels: int = 40_000_000
     max_batch_per_request: int = 64

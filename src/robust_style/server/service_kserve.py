@@ -17,8 +17,8 @@ import numpy as np
 
 from robust_style import __version__
 from robust_style.contract import MIN_SIDE
+from robust_style.imageio import check_size
 from robust_style.server.batching import Batcher
-from robust_style.server.images import check_size
 from robust_style.server.metrics import Metrics
 from robust_style.server.models import ModelRegistry, StyleModel
 from robust_style.server.protos.inference import grpc_service_pb2 as pb

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import grpc
 import numpy as np
 
+from robust_style.imageio import decode_image
 from robust_style.server import images
 from robust_style.server.batching import Batcher, BatchResult
 from robust_style.server.metrics import Metrics
@@ -137,8 +138,7 @@ class StyleTransferService(pb_grpc.StyleTransferServicer):
                               pb.IMAGE_FORMAT_JPEG):
             raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"unknown output format {req.format}; use PNG or JPEG")
-        content = images.decode_image(req.image, self.limits.max_pixels)
-        content = images.fit_max_side(content, req.max_side)
+        content = decode_image(req.image, self.limits.max_pixels, req.max_side)
         return _Prepared(model, batcher, content, start, (time.monotonic() - start) * 1000)
 
     def _finish(self, req: pb.StylizeRequest, prep: _Prepared, res: BatchResult

@@ -14,46 +14,34 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import functional as TF
 
 from robust_style.errors import UserError
+from robust_style.imageio import FORMATS, is_image_file, read_image
 
-__all__ = ["IMAGE_SUFFIXES", "ImageFolderDataset", "find_images", "load_rgb", "load_image_tensor"]
+__all__ = ["ImageFolderDataset", "find_images", "load_rgb", "load_image_tensor"]
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
-
 
 def find_images(folder: str | Path) -> list[Path]:
     """All image files under ``folder`` (recursive, sorted, by suffix)."""
     root = Path(folder)
     if not root.is_dir():
         raise UserError(f"content folder not found: {root}")
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p))
 
 
 def load_rgb(path: str | Path) -> Image.Image:
-    """Open an image as RGB, honouring EXIF orientation; raises on any decode error."""
-    with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im)
-        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-            im = im.convert("RGBA")
-            bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
-            im = Image.alpha_composite(bg, im)
-        return im.convert("RGB")
+    """An image as RGB by the one decoder (:func:`robust_style.imageio.read_image`: EXIF
+    orientation, 16-bit scaled, alpha on white); raises :class:`ImageError` on any error."""
+    return Image.fromarray(read_image(path))
 
 
 def load_image_tensor(path: str | Path, size: int | None = None) -> torch.Tensor:
     """An image as a ``(1, 3, H, W)`` float tensor in [0, 1]; shorter side resized to ``size``."""
-    try:
-        im = load_rgb(path)
-    except FileNotFoundError:
-        raise UserError(f"image not found: {path}") from None
-    except Exception as exc:  # noqa: BLE001 - any decoder error is the user's file
-        raise UserError(f"cannot read image {path}: {exc}") from None
+    im = load_rgb(path)  # ImageError is a one-line UserError
     if size:
         im = TF.resize(im, size, interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
     return TF.to_tensor(im).unsqueeze(0)
@@ -71,7 +59,7 @@ class ImageFolderDataset(Dataset):
         usable: list[Path] = []
         for p in files:
             try:
-                with Image.open(p) as im:
+                with Image.open(p, formats=tuple(FORMATS)) as im:
                     w, h = im.size
                 if min(w, h) < 8:
                     raise ValueError(f"too small ({w}x{h})")
