@@ -29,7 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 PROTO_ROOT = REPO / "protos"
 DEFAULT_OUT = REPO / "src" / "robust_style" / "server" / "protos"
 PACKAGE = "robust_style.server.protos"
-PROTOS = ["inference/grpc_service.proto", "robust_style/v1/style_transfer.proto"]
+PROTOS = ["inference/model_config.proto", "inference/grpc_service.proto",
+          "robust_style/v1/style_transfer.proto"]
 
 INIT_TEMPLATE = '''"""Generated gRPC stubs (by scripts/gen_protos.py from protos/; do not edit).
 

@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
         styles = client.list_styles()
     if args.json:
         sys.stdout.write(json.dumps([{"name": s.name, "version": s.version, "ready": s.ready,
-                                      "file": s.file, "providers": list(s.providers),
+                                      "file": s.file, "sha256": s.sha256,
+                                      "providers": list(s.providers),
                                       "engine": s.engine, "precision": s.precision,
                                       "engine_note": s.engine_note,
                                       "metadata": s.metadata} for s in styles], indent=2) + "\n")

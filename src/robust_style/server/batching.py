@@ -186,6 +186,7 @@ class Batcher:
         try:
             start = time.monotonic()
             data = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
+            assembled = time.monotonic()
             out = live[0].model.run(data)
             elapsed = time.monotonic() - start
         except Exception as exc:  # noqa: BLE001 - handed to each waiting request
@@ -195,6 +196,12 @@ class Batcher:
                 item.future.set_exception(exc)
             return
         total = int(data.shape[0])
+        # Triton-style per-version statistics (robust_style.server.statistics), if the
+        # model keeps them: one execution of ``total`` images.
+        stats = getattr(live[0].model, "stats", None)
+        if stats is not None:
+            stats.executed(total, int((assembled - start) * 1e9),
+                           int((start + elapsed - assembled) * 1e9))
         if self.metrics:
             self.metrics.inference.observe((("style", self.style),), elapsed)
             self.metrics.batch.observe((("style", self.style),), total)

@@ -16,6 +16,18 @@ Each file is loaded through :class:`~robust_style.server.engines.EngineSelector`
 Runtime (providers by probing) or OpenVINO, at the precision the config and the hardware
 allow, warmed up and checked by the accuracy gate before it serves. The same loading, with
 no server, is :func:`load_style_file`.
+
+Versions are numbered as Triton numbers them: the first load of a style is version ``"1"``
+and every load of new content for it (a changed file, an explicit reload after an unload)
+is the next number; the file's sha256 identifies the content (``ListStyles``, the KServe
+model config's ``parameters``). Only the newest version is served.
+
+Explicit model control (Triton's ``RepositoryModelLoad``/``RepositoryModelUnload``):
+:meth:`ModelRegistry.load` loads (or reloads) a style from a file of the models folder by
+name; :meth:`ModelRegistry.unload` removes a style, its queued and running requests still
+complete on it, and the watcher leaves its file alone until it is loaded again.
+:meth:`ModelRegistry.index` lists every file with its state (``READY`` or ``UNAVAILABLE``)
+and the reason (the load error, "unloaded", ...).
 """
 
 from __future__ import annotations
@@ -35,9 +47,11 @@ from robust_style.contract import StyleMetadata, parse_metadata, valid_style_nam
 from robust_style.server.batching import BatchConfig, Batcher
 from robust_style.server.engines import Engine, EngineConfig, EngineSelector, ProviderConfig
 from robust_style.server.metrics import Metrics
+from robust_style.server.repository import LoadError, ModelState, RepositoryControl
+from robust_style.server.statistics import InferenceStatistics
 
 __all__ = ["EngineConfig", "ProviderConfig", "RegistryConfig", "StyleModel", "ModelRegistry",
-           "load_style", "load_style_file"]
+           "ModelState", "LoadError", "load_style", "load_style_file"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +82,8 @@ class StyleModel:
     engine_note: str = ""
     #: PSNR of the engine vs fp32 ONNX Runtime on the warm-up image (inf = identical).
     gate_psnr_db: float = math.inf
+    #: Triton-style inference statistics of this version (``ModelStatistics``).
+    stats: InferenceStatistics = field(default_factory=InferenceStatistics)
 
     @property
     def providers(self) -> tuple[str, ...]:
@@ -105,7 +121,7 @@ def load_style(data: bytes, selector: EngineSelector, file: str = "", sha256: st
     if not valid_style_name(name):
         raise ValueError(f"invalid style name {name!r} (use letters, digits, '_', '.', '-'; "
                          "starting with a letter or digit)")
-    return StyleModel(name=name, version=sha[:12], file=file, sha256=sha, metadata=meta,
+    return StyleModel(name=name, version="1", file=file, sha256=sha, metadata=meta,
                       engine=loaded.engine, input_name=loaded.input_name,
                       output_name=loaded.output_name, engine_note=loaded.note,
                       gate_psnr_db=loaded.gate_psnr_db)
@@ -126,9 +142,13 @@ class _FileState:
     style: str | None  # None: failed to load
     #: The style name this file would serve but another file already serves it.
     waiting_for: str | None = None
+    #: Why the last load of this content failed ("" = it did not).
+    error: str = ""
+    #: Unloaded on request: scans leave the file alone until :meth:`ModelRegistry.load`.
+    unloaded: bool = False
 
 
-class ModelRegistry:
+class ModelRegistry(RepositoryControl):
     """Styles by name, with their batchers; see the module docstring."""
 
     def __init__(self, config: RegistryConfig, metrics: Metrics | None = None,
@@ -140,7 +160,10 @@ class ModelRegistry:
         self._selector = EngineSelector(config.engine)
         self._current: dict[str, Path] = {}
         self._freed: set[str] = set()
+        self._versions: dict[str, int] = {}  # style -> last version number given out
         self._lock = threading.RLock()
+        #: Serialises everything that loads or removes styles (scans, load, unload).
+        self._loading = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.scanned = threading.Event()
@@ -174,14 +197,12 @@ class ModelRegistry:
     # -- loading --------------------------------------------------------------------------
     def scan(self) -> bool:
         """One pass over the directory; returns True if the set of styles changed."""
+        with self._loading:
+            return self._scan()
+
+    def _scan(self) -> bool:
         changed = False
-        root = self.config.models_dir
-        try:
-            current = {p.name: p for p in sorted(root.glob("*.onnx"))
-                       if not p.name.startswith(".") and p.is_file()}
-        except OSError as exc:
-            log.error("cannot list %s: %s", root, exc)
-            current = {}
+        current = self._listing()
         self._current = current
         gone = sorted(set(self._files) - set(current))
         # Files waiting for the name of a style whose file is gone may take it over now,
@@ -215,7 +236,7 @@ class ModelRegistry:
             st = path.stat()
             sig = (st.st_mtime_ns, st.st_size)
             known = self._files.get(fname)
-            if known and known.signature == sig:
+            if known and (known.signature == sig or known.unloaded):
                 return False
             data = path.read_bytes()
             st2 = path.stat()
@@ -236,7 +257,7 @@ class ModelRegistry:
             log.error("skipping %s: cannot load it as a style model: %s", path, msg)
             self.metrics.reloads.inc((("style", path.stem), ("result", "failed")))
             keep = known.style if known else None
-            self._files[fname] = _FileState(sig, sha, keep)
+            self._files[fname] = _FileState(sig, sha, keep, error=msg)
             return False
         with self._lock:
             other = self._styles.get(model.name)
@@ -248,6 +269,8 @@ class ModelRegistry:
             # (other.file gone from the directory: this file takes its style over)
             if known and known.style and known.style != model.name:
                 self._remove(known.style, fname)
+            self._versions[model.name] = number = self._versions.get(model.name, 0) + 1
+            model = dataclasses.replace(model, version=str(number))
             self._styles[model.name] = model
             if model.name not in self._batchers:
                 self._batchers[model.name] = Batcher(model.name, self.batch_config, self.metrics)
@@ -260,7 +283,7 @@ class ModelRegistry:
                  f" [{model.engine_note}]" if model.engine_note else "")
         return True
 
-    def _remove(self, style: str, fname: str) -> bool:
+    def _remove(self, style: str, fname: str, why: str = "deleted") -> bool:
         with self._lock:
             model = self._styles.get(style)
             if model is None or model.file != fname:
@@ -270,9 +293,10 @@ class ModelRegistry:
             self.metrics.models.set((), len(self._styles))
         self.metrics.drop_engine(style)
         batcher.stop(wait=False, removed=True)  # queued requests still run on their model
-        self._freed.add(style)
+        if why == "deleted":
+            self._freed.add(style)
         self.metrics.reloads.inc((("style", style), ("result", "removed")))
-        log.info("removed style %r (%s deleted)", style, fname)
+        log.info("removed style %r (%s %s)", style, fname, why)
         return True
 
     def _load(self, fname: str, path: Path, data: bytes, sha: str) -> StyleModel:

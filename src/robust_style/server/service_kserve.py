@@ -2,14 +2,19 @@
 
 Each style is a model with one input ``image`` (``UINT8``, ``[-1, -1, -1, 3]``) and one
 output ``stylized`` (same), as in :mod:`robust_style.contract`. Raw tensors in and out:
-no decoding, no post-processing. The model version is the file's short sha256 (also in
-``ListStyles``); requests may leave it empty. ``ModelStreamInfer`` reports per-request
-errors in ``error_message`` (Triton's convention) and keeps the stream open.
+no decoding, no post-processing. Versions are numeric strings as in Triton (``"1"``, then
+one more per reload; :mod:`robust_style.server.models`); requests may leave the version
+empty. ``ModelStreamInfer`` reports per-request errors in ``error_message`` (Triton's
+convention), keeps the stream open and records each request's real latency. Model
+configuration, statistics and explicit model control are in
+:mod:`robust_style.server.kserve_management`; ``ServerMetadata.extensions`` lists exactly
+those extensions (:data:`EXTENSIONS`).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 import grpc
@@ -19,6 +24,7 @@ from robust_style import __version__
 from robust_style.contract import MIN_SIDE
 from robust_style.imageio import check_size
 from robust_style.server.batching import Batcher
+from robust_style.server.kserve_management import KServeManagement
 from robust_style.server.metrics import Metrics
 from robust_style.server.models import ModelRegistry, StyleModel
 from robust_style.server.protos.inference import grpc_service_pb2 as pb
@@ -26,7 +32,7 @@ from robust_style.server.protos.inference import grpc_service_pb2_grpc as pb_grp
 from robust_style.server.rpc import Limits, ServiceError, deadline_of, status_of
 from robust_style.server.service_style import lookup
 
-__all__ = ["KServeService", "SERVICE_NAME", "PLATFORM", "PLATFORMS"]
+__all__ = ["KServeService", "SERVICE_NAME", "PLATFORM", "PLATFORMS", "EXTENSIONS"]
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +40,14 @@ SERVICE_NAME = "inference.GRPCInferenceService"
 #: KServe/Triton platform names of the engines (Triton's backend names).
 PLATFORM = "onnxruntime_onnx"
 PLATFORMS = {"onnxruntime": PLATFORM, "openvino": "openvino"}
+#: Triton's names of the protocol extensions this server implements (and nothing else:
+#: no shared memory, trace, logging, sequence or classification).
+EXTENSIONS = ("model_repository", "model_configuration", "statistics")
 API = "kserve"
 _INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
-class KServeService(pb_grpc.GRPCInferenceServiceServicer):
+class KServeService(KServeManagement, pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, registry: ModelRegistry, metrics: Metrics, limits: Limits,
                  ready: Callable[[], bool]) -> None:
         self.registry, self.metrics, self.limits, self._ready = registry, metrics, limits, ready
@@ -52,13 +61,7 @@ class KServeService(pb_grpc.GRPCInferenceServiceServicer):
 
     def ServerMetadata(self, request, context):  # noqa: N802, ANN001, ANN201
         return pb.ServerMetadataResponse(name="robust-style", version=__version__,
-                                         extensions=["model_repository"])
-
-    def RepositoryIndex(self, request, context):  # noqa: N802, ANN001, ANN201
-        out = pb.RepositoryIndexResponse()
-        for m in self.registry.styles():
-            out.models.add(name=m.name, version=m.version, state="READY")
-        return out
+                                         extensions=list(EXTENSIONS))
 
     # -- models ---------------------------------------------------------------------------
     def _model(self, name: str, version: str) -> StyleModel:
@@ -69,7 +72,8 @@ class KServeService(pb_grpc.GRPCInferenceServiceServicer):
         model, batcher = lookup(self.registry, name)
         if version and version != model.version:
             raise ServiceError(grpc.StatusCode.NOT_FOUND,
-                               f"model {name!r} has version {model.version!r}, not {version!r}")
+                               f"model {name!r} has no version {version!r}; available "
+                               f"versions: {model.version}")
         return model, batcher
 
     def ModelReady(self, request, context):  # noqa: N802, ANN001, ANN201
@@ -95,31 +99,45 @@ class KServeService(pb_grpc.GRPCInferenceServiceServicer):
 
     def ModelStreamInfer(self, request_iterator, context):  # noqa: N802, ANN001, ANN201
         for request in request_iterator:
+            start = time.monotonic()
             try:
                 resp = self._infer(request, context)
             except Exception as exc:  # noqa: BLE001 - reported in the stream
                 code, message = status_of(exc)
-                self.metrics.request(API, "ModelStreamInfer.request", request.model_name, code.name,
-                                     0.0)
+                self.metrics.request(API, "ModelStreamInfer.request", request.model_name,
+                                     code.name, time.monotonic() - start)
                 yield pb.ModelStreamInferResponse(error_message=f"{code.name}: {message}")
                 continue
-            self.metrics.request(API, "ModelStreamInfer.request", request.model_name, "OK", 0.0)
+            self.metrics.request(API, "ModelStreamInfer.request", request.model_name, "OK",
+                                 time.monotonic() - start)
             yield pb.ModelStreamInferResponse(infer_response=resp)
 
     def _infer(self, request: pb.ModelInferRequest, context: grpc.ServicerContext
                ) -> pb.ModelInferResponse:
+        start = time.monotonic_ns()
         model, batcher = self._lookup(request.model_name, request.model_version)
-        batch = self._input(request, model)
-        for out in request.outputs:
-            if out.name != model.output_name:
-                raise ServiceError(_INVALID, f"unknown output {out.name!r}; model "
-                                   f"{model.name!r} has output {model.output_name!r}")
-        result = batcher.submit(model, batch, deadline_of(context), context.is_active).result()
-        y = np.ascontiguousarray(result.output)
-        resp = pb.ModelInferResponse(model_name=model.name, model_version=model.version,
-                                     id=request.id)
-        resp.outputs.add(name=model.output_name, datatype="UINT8", shape=list(y.shape))
-        resp.raw_output_contents.append(y.tobytes())
+        try:
+            batch = self._input(request, model)
+            for out in request.outputs:
+                if out.name != model.output_name:
+                    raise ServiceError(_INVALID, f"unknown output {out.name!r}; model "
+                                       f"{model.name!r} has output {model.output_name!r}")
+            parsed = time.monotonic_ns()
+            result = batcher.submit(model, batch, deadline_of(context),
+                                    context.is_active).result()
+            answered = time.monotonic_ns()
+            y = np.ascontiguousarray(result.output)
+            resp = pb.ModelInferResponse(model_name=model.name, model_version=model.version,
+                                         id=request.id)
+            resp.outputs.add(name=model.output_name, datatype="UINT8", shape=list(y.shape))
+            resp.raw_output_contents.append(y.tobytes())
+        except Exception:
+            model.stats.failed(time.monotonic_ns() - start)
+            raise
+        end = time.monotonic_ns()
+        model.stats.succeeded(int(batch.shape[0]), end - start,
+                              int(result.queue_seconds * 1e9), parsed - start,
+                              int(result.inference_seconds * 1e9), end - answered)
         return resp
 
     def _input(self, request: pb.ModelInferRequest, model: StyleModel) -> np.ndarray:

@@ -1,0 +1,121 @@
+"""KServe v2 / Triton extensions: model configuration, statistics, explicit model control.
+
+* ``ModelConfig`` (Triton's "model_configuration" extension): the configuration
+  :func:`robust_style.triton_config.model_config` builds, the same function
+  ``robust-style export --triton-repo`` writes ``config.pbtxt`` with. What the server
+  knows goes in: ``max_batch_size`` is the per-request image limit, ``dynamic_batching``
+  its batch window and preferred (maximum) batch, ``instance_group`` CPU or GPU, and
+  ``parameters`` the file, its sha256 and the execution providers.
+* ``ModelStatistics`` ("statistics"): :mod:`robust_style.server.statistics`, per model
+  version; every loaded model when no name is given.
+* ``RepositoryIndex``/``RepositoryModelLoad``/``RepositoryModelUnload``
+  ("model_repository"): the models folder is the one repository (``repository_name`` is
+  ignored); see :mod:`robust_style.server.repository`. Load parameters (Triton's config
+  override and ``file:`` uploads) are refused with INVALID_ARGUMENT.
+
+Unknown models and versions are NOT_FOUND with the available names; a load that fails is
+FAILED_PRECONDITION with the reason (the styles already served keep serving).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import grpc
+
+from robust_style.server.protos.inference import grpc_service_pb2 as pb
+from robust_style.server.repository import LoadError
+from robust_style.server.rpc import ServiceError
+from robust_style.triton_config import model_config
+
+if TYPE_CHECKING:
+    from robust_style.server.models import ModelRegistry, StyleModel
+    from robust_style.server.rpc import Limits
+
+__all__ = ["KServeManagement"]
+
+_NOT_FOUND = grpc.StatusCode.NOT_FOUND
+_STAT_FIELDS = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
+
+
+class KServeManagement:
+    """Mixin of :class:`~robust_style.server.service_kserve.KServeService`."""
+
+    registry: ModelRegistry
+    limits: Limits
+
+    def _model(self, name: str, version: str) -> StyleModel:  # provided by KServeService
+        raise NotImplementedError
+
+    # -- configuration and statistics -----------------------------------------------------
+    def ModelConfig(self, request, context):  # noqa: N802, ANN001, ANN201 - generated API
+        m = self._model(request.name, request.version)
+        batch = self.registry.batch_config
+        params = {"file": m.file, "sha256": m.sha256, "version": m.version,
+                  "execution_providers": ",".join(m.providers)}
+        cfg = model_config(m.name, max_batch_size=self.limits.max_batch_per_request,
+                           max_queue_delay_us=int(batch.max_delay_ms * 1000),
+                           preferred_batch_size=batch.max_batch,
+                           input_name=m.input_name, output_name=m.output_name,
+                           instance_kind="gpu" if self.registry.on_gpu else "cpu",
+                           parameters=params)
+        return pb.ModelConfigResponse(config=cfg)
+
+    def ModelStatistics(self, request, context):  # noqa: N802, ANN001, ANN201
+        if request.name:
+            models = [self._model(request.name, request.version)]
+        else:
+            models = [m for m in self.registry.styles()
+                      if not request.version or m.version == request.version]
+        out = pb.ModelStatisticsResponse()
+        for m in models:
+            s = m.stats.snapshot()
+            ms = out.model_stats.add(name=m.name, version=m.version,
+                                     last_inference=s.last_inference_ms,
+                                     inference_count=s.inference_count,
+                                     execution_count=s.execution_count)
+            for name in _STAT_FIELDS:
+                d = getattr(s, name)
+                getattr(ms.inference_stats, name).MergeFrom(
+                    pb.StatisticDuration(count=d.count, ns=d.ns))
+            for size, (inp, infer, outp) in sorted(s.batches.items()):
+                bs = ms.batch_stats.add(batch_size=size)
+                for target, d in ((bs.compute_input, inp), (bs.compute_infer, infer),
+                                  (bs.compute_output, outp)):
+                    target.count, target.ns = d.count, d.ns
+        return out
+
+    # -- explicit model control -----------------------------------------------------------
+    def _names(self) -> str:
+        return ", ".join(sorted({m.name for m in self.registry.index()})) or "none"
+
+    def RepositoryIndex(self, request, context):  # noqa: N802, ANN001, ANN201
+        out = pb.RepositoryIndexResponse()
+        for m in self.registry.index(ready_only=request.ready):
+            out.models.add(name=m.name, version=m.version, state=m.state, reason=m.reason)
+        return out
+
+    def RepositoryModelLoad(self, request, context):  # noqa: N802, ANN001, ANN201
+        if request.parameters:
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"load parameters ({', '.join(sorted(request.parameters))}) are "
+                               "not supported: put the .onnx file in the models folder and "
+                               "load it by its style name")
+        try:
+            self.registry.load(request.model_name)
+        except KeyError:
+            raise ServiceError(_NOT_FOUND, f"no model {request.model_name!r} in the models "
+                               f"folder; available: {self._names()}") from None
+        except LoadError as exc:
+            raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
+                               f"failed to load {request.model_name!r}: {exc}") from None
+        return pb.RepositoryModelLoadResponse()
+
+    def RepositoryModelUnload(self, request, context):  # noqa: N802, ANN001, ANN201
+        try:
+            self.registry.unload(request.model_name)
+        except KeyError:
+            loaded = ", ".join(m.name for m in self.registry.styles()) or "none"
+            raise ServiceError(_NOT_FOUND, f"model {request.model_name!r} is not loaded; "
+                               f"loaded: {loaded}") from None
+        return pb.RepositoryModelUnloadResponse()
