@@ -59,8 +59,11 @@ def test_model_config_is_the_export_config_with_what_the_server_knows(
     client = _client(server)
     cfg = client.get_model_config("tiny").config
     sha = hashlib.sha256((models_dir / "tiny.onnx").read_bytes()).hexdigest()
-    assert cfg.name == "tiny" and cfg.platform == "onnxruntime_onnx"
-    assert cfg.backend == "onnxruntime" and cfg.max_batch_size == 64  # the per-request limit
+    engine = server.registry.get("tiny")[0].engine_name  # auto: OpenVINO or ONNX Runtime
+    assert cfg.name == "tiny" and cfg.backend == engine
+    assert cfg.platform == client.get_model_metadata("tiny").platform == \
+        {"onnxruntime": "onnxruntime_onnx", "openvino": "openvino"}[engine]
+    assert cfg.max_batch_size == 64  # the per-request limit
     assert [(i.name, i.data_type, list(i.dims)) for i in cfg.input] == \
         [("image", mc.TYPE_UINT8, [-1, -1, 3])]
     assert [(o.name, o.data_type, list(o.dims)) for o in cfg.output] == \
@@ -70,11 +73,13 @@ def test_model_config_is_the_export_config_with_what_the_server_knows(
     assert cfg.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
     assert cfg.parameters["sha256"].string_value == sha
     assert cfg.parameters["version"].string_value == "1"
+    assert cfg.parameters["engine"].string_value == engine
 
     # What `robust-style export --triton-repo` writes for this file: same structure.
     exported = text_format.Parse(triton_config("tiny", sha256=sha), mc.ModelConfig())
-    for field in ("name", "platform", "backend", "input", "output", "version_policy"):
+    for field in ("name", "input", "output", "version_policy"):
         assert getattr(exported, field) == getattr(cfg, field), field
+    assert (exported.platform, exported.backend) == ("onnxruntime_onnx", "onnxruntime")
     assert exported.parameters["sha256"] == cfg.parameters["sha256"]
 
     with pytest.raises(InferenceServerException) as info:
@@ -218,14 +223,17 @@ def test_unload_lets_requests_in_flight_complete(models_dir: Path) -> None:
 
         for _ in range(6):
             client.async_infer("tiny", [_image(700)], callback=callback)
-        deadline = threading.Event()
-        while batcher.queued() < 2 and not done.is_set() and not deadline.wait(0.005):
-            pass
-        assert batcher.queued() >= 2, "the requests must be waiting when the model is unloaded"
+        def all_arrived() -> bool:  # every request answered, running or queued
+            return len(results) + batcher.queued() + batcher.running() == 6
+
+        tick = threading.Event()
+        while not (all_arrived() and batcher.queued() >= 1) and not done.is_set():
+            tick.wait(0.002)
+        assert batcher.queued() >= 1, "requests must be waiting when the model is unloaded"
         client.unload_model("tiny")
         assert not client.is_model_ready("tiny")
         assert done.wait(120)
-        assert [e for _, e in results if e is not None] == []
+        assert [str(e) for _, e in results if e is not None] == []
         assert all(r.as_numpy("stylized").shape[0] == 1 for r, _ in results)
     finally:
         srv.stop(0)

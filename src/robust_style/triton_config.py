@@ -19,13 +19,15 @@ from robust_style import __version__
 from robust_style.contract import INPUT_NAME, OUTPUT_NAME
 from robust_style.server.protos.inference import model_config_pb2 as mc
 
-__all__ = ["DEFAULT_MAX_BATCH", "DEFAULT_QUEUE_DELAY_US", "PLATFORM", "BACKEND", "model_config",
-           "config_pbtxt"]
+__all__ = ["DEFAULT_MAX_BATCH", "DEFAULT_QUEUE_DELAY_US", "PLATFORM", "PLATFORMS", "BACKEND",
+           "model_config", "config_pbtxt"]
 
 DEFAULT_MAX_BATCH = 8
 DEFAULT_QUEUE_DELAY_US = 2000
 PLATFORM = "onnxruntime_onnx"
 BACKEND = "onnxruntime"
+#: KServe/Triton platform names of the server's engines (Triton's backend names).
+PLATFORMS = {"onnxruntime": PLATFORM, "openvino": "openvino"}
 
 
 def model_config(name: str, *, max_batch_size: int = DEFAULT_MAX_BATCH,
@@ -33,16 +35,19 @@ def model_config(name: str, *, max_batch_size: int = DEFAULT_MAX_BATCH,
                  preferred_batch_size: int | None = None,
                  input_name: str = INPUT_NAME, output_name: str = OUTPUT_NAME,
                  instance_kind: str | None = None,
-                 parameters: Mapping[str, str] | None = None) -> mc.ModelConfig:
+                 parameters: Mapping[str, str] | None = None,
+                 backend: str = BACKEND) -> mc.ModelConfig:
     """Triton's ``ModelConfig`` of the style model ``name``.
 
     ``instance_kind``: ``"cpu"`` or ``"gpu"`` adds one instance group of that kind (the
     server says where it runs the model; an export leaves the choice to Triton).
     ``parameters``: free-form strings (the server puts the file's sha256 there).
+    ``backend``: the engine that runs the file (``onnxruntime``, ``openvino``); the
+    platform is its Triton name (:data:`PLATFORMS`).
     """
     if max_batch_size < 1:
         raise ValueError("max_batch_size must be >= 1 (dynamic batching needs a batch axis)")
-    cfg = mc.ModelConfig(name=name, platform=PLATFORM, backend=BACKEND,
+    cfg = mc.ModelConfig(name=name, platform=PLATFORMS.get(backend, PLATFORM), backend=backend,
                          max_batch_size=max_batch_size)
     cfg.version_policy.latest.num_versions = 1
     cfg.input.add(name=input_name, data_type=mc.TYPE_UINT8, dims=[-1, -1, 3])

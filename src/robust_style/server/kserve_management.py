@@ -5,7 +5,8 @@
   ``robust-style export --triton-repo`` writes ``config.pbtxt`` with. What the server
   knows goes in: ``max_batch_size`` is the per-request image limit, ``dynamic_batching``
   its batch window and preferred (maximum) batch, ``instance_group`` CPU or GPU, and
-  ``parameters`` the file, its sha256 and the execution providers.
+  ``parameters`` the file, its sha256 and the engine (name, precision, devices, note);
+  ``platform``/``backend`` name the engine as ``ModelMetadata`` does.
 * ``ModelStatistics`` ("statistics"): :mod:`robust_style.server.statistics`, per model
   version; every loaded model when no name is given.
 * ``RepositoryIndex``/``RepositoryModelLoad``/``RepositoryModelUnload``
@@ -52,13 +53,13 @@ class KServeManagement:
         m = self._model(request.name, request.version)
         batch = self.registry.batch_config
         params = {"file": m.file, "sha256": m.sha256, "version": m.version,
-                  "execution_providers": ",".join(m.providers)}
+                  **{k: v for k, v in m.engine_info().items() if v}}
         cfg = model_config(m.name, max_batch_size=self.limits.max_batch_per_request,
                            max_queue_delay_us=int(batch.max_delay_ms * 1000),
                            preferred_batch_size=batch.max_batch,
                            input_name=m.input_name, output_name=m.output_name,
                            instance_kind="gpu" if self.registry.on_gpu else "cpu",
-                           parameters=params)
+                           parameters=params, backend=m.engine_name)
         return pb.ModelConfigResponse(config=cfg)
 
     def ModelStatistics(self, request, context):  # noqa: N802, ANN001, ANN201

@@ -31,15 +31,13 @@ from robust_style.server.protos.inference import grpc_service_pb2 as pb
 from robust_style.server.protos.inference import grpc_service_pb2_grpc as pb_grpc
 from robust_style.server.rpc import Limits, ServiceError, deadline_of, status_of
 from robust_style.server.service_style import lookup
+from robust_style.triton_config import PLATFORM, PLATFORMS
 
 __all__ = ["KServeService", "SERVICE_NAME", "PLATFORM", "PLATFORMS", "EXTENSIONS"]
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "inference.GRPCInferenceService"
-#: KServe/Triton platform names of the engines (Triton's backend names).
-PLATFORM = "onnxruntime_onnx"
-PLATFORMS = {"onnxruntime": PLATFORM, "openvino": "openvino"}
 #: Triton's names of the protocol extensions this server implements (and nothing else:
 #: no shared memory, trace, logging, sequence or classification).
 EXTENSIONS = ("model_repository", "model_configuration", "statistics")
