@@ -1,4 +1,11 @@
-"""Shared fixtures: the ../shared data folder, real photos, and checkpoint makers."""
+"""Shared fixtures: the ../shared data folder, real photos, and checkpoint makers.
+
+Tests that need ``../shared`` (real weights, paintings) take one of the ``shared_*``
+fixtures, which skip with a reason where the folder is absent (a user's checkout). CI
+has it, so there such a skip is a failure: with ``CI`` set (``CI=true``, as the CI runner
+sets it) :func:`pytest_runtest_makereport` turns every skip raised by :func:`need_shared`
+into a failed test, so a missing or renamed shared file cannot pass CI unnoticed.
+"""
 
 from __future__ import annotations
 
@@ -11,22 +18,67 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ROBUST_STYLE_SHARED", REPO.parent / "shared"))
 VGG16_CAFFE = SHARED / "weights" / "vgg16-imagenet-caffe-features.pth"
+VGG19_CAFFE = SHARED / "weights" / "vgg19-imagenet-caffe-features.pth"
+ALEXNET = SHARED / "weights" / "alexnet-torchvision-features.pth"
+LPIPS_LIN = SHARED / "weights" / "lpips" / "lpips-v0.1-alex-lin.pth"
 STYLES = SHARED / "images" / "styles"
+#: Every skip for missing shared data starts with this; CI turns such skips into failures.
+SHARED_SKIP = "needs ../shared: "
+
+
+def ci_enforces_shared() -> bool:
+    """True on CI (``CI`` set to anything but empty/0/false)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def need_shared(path: Path, what: str) -> Path:
+    """``path`` if it exists, else skip (locally) naming what is missing."""
+    if not path.exists():
+        pytest.skip(f"{SHARED_SKIP}{what} at {path} (only on CI/dev machines)")
+    return path
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # noqa: ANN201
+    outcome = yield
+    report = outcome.get_result()
+    if not (report.skipped and ci_enforces_shared() and call.excinfo is not None):
+        return
+    reason = str(getattr(call.excinfo.value, "msg", "") or call.excinfo.value)
+    if reason.startswith(SHARED_SKIP):
+        report.outcome = "failed"
+        report.longrepr = (f"CI is set but a test needing ../shared was skipped: {reason}. "
+                           "CI must run every shared-data test.")
 
 
 @pytest.fixture(scope="session")
 def shared_vgg16() -> Path:
-    if not VGG16_CAFFE.is_file():
-        pytest.skip(f"needs the shared VGG-16 weights at {VGG16_CAFFE} (only on CI/dev machines)")
-    return VGG16_CAFFE
+    return need_shared(VGG16_CAFFE, "the shared VGG-16 weights")
+
+
+@pytest.fixture(scope="session")
+def shared_vgg19() -> Path:
+    return need_shared(VGG19_CAFFE, "the shared Oxford VGG-19 weights")
+
+
+@pytest.fixture(scope="session")
+def shared_alexnet() -> Path:
+    return need_shared(ALEXNET, "the shared AlexNet weights")
+
+
+@pytest.fixture(scope="session")
+def shared_lpips_lin() -> Path:
+    return need_shared(LPIPS_LIN, "the shared LPIPS v0.1 linear layers")
 
 
 @pytest.fixture(scope="session")
 def shared_style() -> Path:
-    path = STYLES / "the-scream.jpg"
-    if not path.is_file():
-        pytest.skip(f"needs the shared paintings in {STYLES} (only on CI/dev machines)")
-    return path
+    return need_shared(STYLES / "the-scream.jpg", "the shared paintings")
+
+
+@pytest.fixture(scope="session")
+def shared_udnie() -> Path:
+    return need_shared(STYLES / "udnie.jpg", "the shared paintings")
 
 
 def skimage_photo(name: str) -> np.ndarray:

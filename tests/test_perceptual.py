@@ -190,7 +190,7 @@ def test_average_pooling_option() -> None:
 
 def test_unknown_backbone_and_layer() -> None:
     with pytest.raises(UserError, match="choose one of"):
-        build_loss_network("alexnet", None)
+        build_loss_network("googlenet", None)
     with pytest.raises(UserError, match="unknown layer"):
         build_loss_network("vgg16", None)(torch.rand(1, 3, 16, 16), ["layer9"])
 

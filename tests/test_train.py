@@ -173,7 +173,7 @@ def test_corrupt_images_are_skipped_with_a_warning(tmp_path: Path, photo_dir: Pa
     (["--content", "{tmp}/missing-dir"], "content folder not found"),
     (["--content", "{tmp}/empty"], "usable image"),
     (["--backbone-weights", "{tmp}/missing.pt"], "not found"),
-    (["--backbone", "alexnet"], "unknown backbone"),
+    (["--backbone", "googlenet"], "unknown backbone"),
     (["--precision", "fp16", "--device", "cpu"], "fp16 needs CUDA"),
     (["--image-size", "4"], "--image-size must be >= 16"),
     (["--resume"], "no checkpoint"),

@@ -69,7 +69,7 @@ def test_every_builtin_entry_is_well_formed() -> None:
 
 
 @pytest.mark.parametrize(("over", "message"), [
-    ({"backbone": "alexnet"}, "backbone 'alexnet' is not one of"),
+    ({"backbone": "googlenet"}, "backbone 'googlenet' is not one of"),
     ({"sha256": "abc"}, "sha256 must be 64 lower-case hex digits"),
     ({"sha256": "A" * 64}, "sha256 must be 64 lower-case hex digits"),
     ({"size": -1}, "size must be a positive integer"),

@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="continue the run in --out from its newest checkpoint")
     p.add_argument("--backbone", metavar="NAME",
                    help="loss network: robust-resnet50 (default), resnet50, vgg16, vgg16-caffe, "
-                   "vgg19, or a name from `robust-style weights list`")
+                   "vgg19, vgg19-caffe, alexnet, or a name from `robust-style weights list`")
     p.add_argument("--backbone-weights", metavar="FILE", help="the loss network's checkpoint")
     p.add_argument("--trust-checkpoint", action="store_true", default=None,
                    help="allow full unpickling of --backbone-weights (runs code in the file)")

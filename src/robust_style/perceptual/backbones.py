@@ -11,9 +11,15 @@ Backbones, chosen by name (:data:`BACKBONES`):
     a torchvision-layout ResNet-50 state dict (standard, non-robust training).
 ``vgg16``, ``vgg19``
     torchvision-layout VGG state dicts (``features.*``, or the bare ``features`` module).
-``vgg16-caffe``
-    the original Caffe VGG-16 of Simonyan & Zisserman that Johnson et al. 2016 used:
-    RGB in 0..255 minus the ImageNet mean, no division by a standard deviation.
+``vgg16-caffe``, ``vgg19-caffe``
+    the original Oxford/Caffe VGG-16 and VGG-19 of Simonyan & Zisserman (Johnson et al.
+    2016 used the VGG-16; Gatys et al. 2016 and Nakano 2019 the VGG-19): RGB in 0..255
+    minus the ImageNet mean, no division by a standard deviation.
+``alexnet``
+    torchvision's AlexNet (Krizhevsky et al. 2012, torchvision's one-GPU variant), the
+    ``features`` part: taps ``relu1`` ... ``relu5`` after its five convolutions, the
+    layers LPIPS reads (Zhang et al. 2018) and one of the networks of Ilyas et al.'s R(f)
+    figure. torchvision input convention (ImageNet mean/std).
 
 Input is RGB in [0, 1], NCHW. Normalisation happens inside the network and never
 clamps, so gradients reach every pixel, even out-of-range ones. Parameters are frozen
@@ -42,6 +48,7 @@ from robust_style.perceptual.checkpoint import (
 
 __all__ = [
     "BACKBONES",
+    "CAFFE_BACKBONES",
     "BackboneSpec",
     "LossNetwork",
     "build_loss_network",
@@ -58,6 +65,9 @@ _VGG_CFG = {
     "vgg16": (2, 2, 3, 3, 3),
     "vgg19": (2, 2, 4, 4, 4),
 }
+_ALEXNET_LAYERS = ("relu1", "relu2", "relu3", "relu4", "relu5")
+#: Backbones whose input is Caffe's: 0..255 RGB minus the mean, no std division.
+CAFFE_BACKBONES = ("vgg16-caffe", "vgg19-caffe")
 
 
 @dataclass(frozen=True)
@@ -65,7 +75,7 @@ class BackboneSpec:
     """Static facts about a backbone: its layers and default loss layers."""
 
     name: str
-    family: str  # "resnet" or "vgg"
+    family: str  # "resnet" or "vgg" (AlexNet is a plain conv/ReLU/pool stack too)
     layers: tuple[str, ...]
     style_layers: tuple[str, ...]
     content_layer: str
@@ -102,6 +112,17 @@ BACKBONES: dict[str, BackboneSpec] = {
         "vgg19", "vgg", _vgg_layer_names(_VGG_CFG["vgg19"]),
         ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"), "relu4_2", False,
         "VGG-19, torchvision state dict"),
+    "vgg19-caffe": BackboneSpec(
+        "vgg19-caffe", "vgg", _vgg_layer_names(_VGG_CFG["vgg19"]),
+        ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"), "relu4_2", True,
+        "VGG-19, original Oxford/Caffe weights (0..255 input minus mean)"),
+    # AlexNet: style from every conv layer's ReLU, the five layers LPIPS compares (Zhang
+    # et al. 2018) and the analogue of Gatys et al.'s one-layer-per-block choice; content
+    # from relu4, the fourth of five stages like Gatys et al.'s relu4_2 (AlexNet has no
+    # published style-transfer defaults).
+    "alexnet": BackboneSpec(
+        "alexnet", "vgg", _ALEXNET_LAYERS, _ALEXNET_LAYERS, "relu4", True,
+        "AlexNet, torchvision state dict (features)"),
 }
 
 
@@ -246,7 +267,7 @@ def build_loss_network(name: str, weights: str | Path | None, *, pooling: str = 
         stages = _resnet_stages(net, pooling)
         mean, std, scale = IMAGENET_MEAN, IMAGENET_STD, 1.0
     else:
-        arch = "vgg16" if name.startswith("vgg16") else "vgg19"
+        arch = "alexnet" if name == "alexnet" else name[:5]  # vgg16 / vgg19
         net = getattr(models, arch)(weights=None)
         features = net.features
         if weights is not None:
@@ -255,7 +276,7 @@ def build_loss_network(name: str, weights: str | Path | None, *, pooling: str = 
                 sd = {k[len("features."):]: v for k, v in sd.items() if k.startswith("features.")}
             load_state_dict_strict(features, sd, source)
         stages = _vgg_stages(features, spec, pooling)
-        if name == "vgg16-caffe":
+        if name in CAFFE_BACKBONES:
             mean, std, scale = CAFFE_MEAN_255, (1.0, 1.0, 1.0), 255.0
         else:
             mean, std, scale = IMAGENET_MEAN, IMAGENET_STD, 1.0

@@ -33,6 +33,8 @@ DEFAULT_LOSS_WEIGHTS: dict[str, tuple[float | str, float | str, float | str]] = 
     "vgg16-caffe": (1.0, 12.5, 2.5e3),
     "vgg16": (1.0, 4.0e4, 0.75),
     "vgg19": (AUTO, AUTO, AUTO),
+    "vgg19-caffe": (AUTO, AUTO, AUTO),
+    "alexnet": (AUTO, AUTO, AUTO),
     "resnet50": (AUTO, AUTO, AUTO),
     "robust-resnet50": (AUTO, AUTO, AUTO),
 }

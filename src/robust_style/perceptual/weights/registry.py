@@ -39,10 +39,11 @@ __all__ = [
 REGISTRY_ENV = "ROBUST_STYLE_REGISTRY"
 REGISTRY_FORMAT = "robust-style/weights-registry/v1"
 #: How the tensors are laid out in the file (see docs/weights.md).
-LAYOUTS = ("madry", "torchvision", "torchvision-features")
+LAYOUTS = ("madry", "torchvision", "torchvision-features", "lpips-lin")
 #: Architecture names of :data:`robust_style.perceptual.backbones.BACKBONES`, kept here so
 #: the registry is checked without importing torch (a test keeps the two in step).
-ARCHITECTURES = ("robust-resnet50", "resnet50", "vgg16", "vgg16-caffe", "vgg19")
+ARCHITECTURES = ("robust-resnet50", "resnet50", "vgg16", "vgg16-caffe", "vgg19", "vgg19-caffe",
+                 "alexnet")
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")

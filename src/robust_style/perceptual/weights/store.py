@@ -33,6 +33,7 @@ __all__ = [
     "MismatchError",
     "check_file",
     "check_loadable",
+    "check_lpips_lin_file",
     "human_size",
     "import_file",
     "install",
@@ -91,6 +92,15 @@ def check_loadable(path: Path, backbone: str, *, trust: bool = False) -> str:
     return f"loads as {backbone} ({params / 1e6:.1f}M parameters in the tapped layers)"
 
 
+def check_lpips_lin_file(path: Path) -> str:
+    """Load ``path`` safely and check it holds the five LPIPS-alex linear layers."""
+    from robust_style.evaluate.judges import check_lpips_lin
+    from robust_style.perceptual.checkpoint import extract_state_dict, load_checkpoint
+
+    check_lpips_lin(extract_state_dict(load_checkpoint(path), str(path)), str(path))
+    return "loads as the LPIPS-alex linear layers (5 tensors)"
+
+
 def check_file(entry: WeightsEntry, path: Path, *, expected_sha256: str | None = None,
                expected_size: int | None = None, trust: bool = False,
                progress: bool = True) -> CheckResult:
@@ -124,7 +134,10 @@ def check_file(entry: WeightsEntry, path: Path, *, expected_sha256: str | None =
         raise MismatchError(f"not a torch checkpoint ({size} bytes starting {head[:24]!r}); "
                             "did the server send an error or login page instead of the file?")
     try:
-        summary = check_loadable(path, entry.backbone, trust=trust)
+        if entry.layout == "lpips-lin":
+            summary = check_lpips_lin_file(path)
+        else:
+            summary = check_loadable(path, entry.backbone, trust=trust)
     except UserError as exc:
         raise MismatchError(str(exc)) from None
     return CheckResult(size=size, sha256=sha, summary=summary)
