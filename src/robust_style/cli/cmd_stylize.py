@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from robust_style.cli import stylize_video
 from robust_style.cli.cmd_styles import add_connection_args, connect
 from robust_style.contract import valid_style_name
 from robust_style.errors import UserError
@@ -20,12 +21,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "stylize", help="stylise images through a running server",
         description="Send image files (or every JPEG/PNG/WebP in folders, recursively) to "
         "`robust-style serve` and write the stylised images to OUT_DIR as "
-        "NAME_STYLE.png (or .jpg).")
+        "NAME_STYLE.png (or .jpg). Videos, animated GIF/WebP and frame folders are streamed "
+        "frame by frame, keeping the frame rate and the audio track: "
+        "`stylize clip.mp4 --style S -o out.mp4`.")
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders")
     p.add_argument("--style", default=None,
                    help="style name (see `robust-style styles`; optional if the server has one)")
     p.add_argument("-o", "--out", type=Path, default=Path("."), metavar="OUT_DIR",
-                   help="output folder (default: the current folder)")
+                   help="output folder (default: the current folder), or one video or "
+                   "animation file")
     p.add_argument("--strength", type=float, default=None,
                    help="0..1 blend with the photo (default 1 = fully stylised)")
     p.add_argument("--preserve-color", action="store_true",
@@ -34,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="downscale so the longer side is at most this (0 = keep)")
     p.add_argument("--format", choices=["png", "jpeg"], default="png", help="output format")
     p.add_argument("--quality", type=int, default=90, help="JPEG quality 1..100")
+    stylize_video.add_arguments(p)
     add_connection_args(p)
     p.set_defaults(handler=run)
 
@@ -77,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--max-side must be 0 (keep) or a positive size, got {args.max_side}")
     if not 1 <= args.quality <= 100:
         raise UserError(f"--quality must be 1..100, got {args.quality}")
-    files = list(dict.fromkeys(collect_inputs(args.inputs)))  # the same file twice: once
+    video = stylize_video.wanted(args)
+    files = [] if video else list(dict.fromkeys(collect_inputs(args.inputs)))  # dupes: once
     check_output_names(files)
     ext = ".jpg" if args.format == "jpeg" else ".png"
     failed = 0
@@ -91,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         if not valid_style_name(style):  # it becomes part of the output file names
             raise UserError(f"unusable style name {style!r}: style names are letters, digits, "
                             "'_', '.', '-'")
+        if video:
+            return stylize_video.run(args, client, style)
         written = 0
         for path, rel in tqdm(files, desc=f"stylize ({style})", unit="img",
                               disable=len(files) < 2):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 
 from robust_style.errors import UserError
 from robust_style.server.protos.robust_style.v1 import style_transfer_pb2 as pb
@@ -178,8 +179,48 @@ class StyleClient:
                               options.get("preserve_color", False), options.get("max_side", 0),
                               options.get("format", "png"), options.get("quality", 0), str(i))
                 for i, img in enumerate(images))
+        call = self._stub.StylizeStream(reqs, timeout=timeout, metadata=self._metadata)
         try:
-            for resp in self._stub.StylizeStream(reqs, timeout=timeout, metadata=self._metadata):
+            for resp in call:
                 yield self._result(resp)
         except grpc.RpcError as exc:
             raise self._error(exc) from None
+        finally:
+            call.cancel()  # the caller stopped early (or it ended): release the stream
+
+    def stylize_frames(self, frames: Iterable[np.ndarray], style: str, *,
+                       strength: float | None = None, preserve_color: bool = False,
+                       max_side: int = 0, timeout: float | None = None) -> Iterator[np.ndarray]:
+        """Frames in, stylised frames out, in order, over one stream (webcams, live video).
+
+        ``frames`` yields ``HxWx3 uint8`` RGB arrays (any iterable, read lazily as the
+        server takes them); the result yields arrays of the same kind (``max_side`` may
+        shrink them; they are shrunk here, before sending). Frames travel as lossless PNG.
+        Closing the returned iterator early cancels the stream. ``timeout`` bounds the
+        whole stream (default: none).
+        """
+        from robust_style.server.images import decode_image, encode_image, fit_max_side
+
+        failed: list[BaseException] = []  # gRPC reads ``frames`` in its own thread
+
+        def encoded() -> Iterator[bytes]:
+            try:
+                for frame in frames:
+                    arr = np.asarray(frame)
+                    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+                        raise ClientError(f"frames must be HxWx3 uint8 RGB arrays, got "
+                                          f"{arr.dtype} {arr.shape}")
+                    yield encode_image(fit_max_side(arr, max_side), "png").data
+            except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                failed.append(exc)
+
+        stream = self.stylize_stream(encoded(), style, timeout=timeout, strength=strength,
+                                     preserve_color=preserve_color, max_side=max_side,
+                                     format="png")
+        try:
+            for res in stream:
+                yield decode_image(res.image, max_pixels=1 << 40)
+        finally:
+            stream.close()
+        if failed:
+            raise failed[0]
