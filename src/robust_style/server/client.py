@@ -199,7 +199,8 @@ class StyleClient:
         Closing the returned iterator early cancels the stream. ``timeout`` bounds the
         whole stream (default: none).
         """
-        from robust_style.server.images import decode_image, encode_image, fit_max_side
+        from robust_style.imageio import decode_image, fit_max_side
+        from robust_style.server.images import encode_image
 
         failed: list[BaseException] = []  # gRPC reads ``frames`` in its own thread
 

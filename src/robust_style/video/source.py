@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
 from robust_style.errors import UserError
+from robust_style.imageio import IMAGE_SUFFIXES, to_rgb
 
 __all__ = [
     "VIDEO_SUFFIXES",
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"})
 ANIMATION_SUFFIXES = frozenset({".gif", ".webp"})
-FRAME_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp"})
+FRAME_SUFFIXES = frozenset(IMAGE_SUFFIXES)
 DEFAULT_FPS = Fraction(25)
 
 
@@ -175,7 +176,7 @@ class _AnimationSource(VideoSource):
         try:
             for frame in ImageSequence.Iterator(self._image):
                 ms = float(frame.info.get("duration") or 0) or 1000 / float(self.info.fps)
-                yield Frame(_rgb(frame), n, t, ms / 1000)
+                yield Frame(to_rgb(frame), n, t, ms / 1000)
                 t += ms / 1000
                 n += 1
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -204,7 +205,7 @@ class _FolderSource(VideoSource):
         try:
             with Image.open(f) as im:
                 im.load()
-                return _rgb(im)
+                return to_rgb(im)
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
             raise VideoReadError(f"{f}: cannot read frame {n} ({_short(exc)})") from None
 
@@ -228,14 +229,6 @@ def open_source(path: str | Path, fps: Fraction | None = None) -> VideoSource:
     if p.suffix.lower() in ANIMATION_SUFFIXES and is_animation(p):
         return _AnimationSource(p)
     return _ContainerSource(p)
-
-
-def _rgb(im: Image.Image) -> np.ndarray:
-    """A frame as HxWx3 uint8 RGB (transparent pixels over white, as viewers show them)."""
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
 
 
 def _short(exc: BaseException) -> str:
