@@ -92,11 +92,13 @@ def test_shared_vgg16_run_and_style_loss_goes_down(tmp_path: Path, photo_dir: Pa
     assert (run / "samples" / "step-00000040-grid.png").is_file()
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_resume_continues_step_count_and_losses(tmp_path: Path, photo_dir: Path,
-                                                robust_ckpt: Path, style_image: Path) -> None:
+                                                robust_ckpt: Path, style_image: Path,
+                                                precision: str) -> None:
     common = dict(style=str(style_image), content=str(photo_dir), backbone="robust-resnet50",
                   backbone_weights=str(robust_ckpt), checkpoint_interval=3, sample_interval=0,
-                  **FAST)
+                  precision=precision, **FAST)
     straight = train(TrainConfig(out=str(tmp_path / "a"), max_steps=6, **common))
     first = train(TrainConfig(out=str(tmp_path / "b"), max_steps=3, **common))
     assert first.steps == 3

@@ -14,7 +14,7 @@ _FIELDS = (
     "image_size", "style_size", "batch_size", "lr", "epochs", "max_steps", "content_weight",
     "style_weight", "tv_weight", "style_layers", "content_layer", "pooling", "seed", "device",
     "precision", "workers", "checkpoint_interval", "sample_interval", "log_interval",
-    "keep_checkpoints", "sample_image",
+    "keep_checkpoints", "sample_image", "compile", "channels_last",
 )
 
 
@@ -66,8 +66,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pooling", choices=("max", "avg"), help="loss-network pooling (default max)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
-                   help="fp32 (default); bf16 autocast (CPU/GPU); fp16 AMP (CUDA)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="auto (default: bf16 where the CPU/GPU computes it natively, else "
+                   "fp32); bf16 autocast (CPU/GPU); fp16 AMP (CUDA)")
+    p.add_argument("--compile", choices=("auto", "on", "off"),
+                   help="torch.compile the loss computation: auto (default) = on CUDA only "
+                   "(on CPU compiling costs minutes and did not pay off, docs/training.md); "
+                   "falls back to eager if compiling fails")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
+                   help="NHWC memory layout for the networks (default on)")
     p.add_argument("--workers", type=int, help="data-loader worker processes (default 2)")
     p.add_argument("--checkpoint-interval", type=int, metavar="N",
                    help="write a checkpoint every N steps (default 500)")

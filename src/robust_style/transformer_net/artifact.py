@@ -77,7 +77,8 @@ def save_style_model(path: str | Path, net: TransformerNet, meta: dict[str, Any]
         "format": ARTIFACT_FORMAT,
         "kind": kind,
         "net_config": net.config.to_dict(),
-        "state_dict": {k: v.detach().float().cpu() for k, v in net.state_dict().items()},
+        "state_dict": {k: v.detach().float().cpu().contiguous()  # channels_last -> plain
+                       for k, v in net.state_dict().items()},
         "meta": dict(meta),
     }
     if extra:

@@ -13,7 +13,8 @@ __all__ = ["TrainConfig", "DEFAULT_LOSS_WEIGHTS", "AUTO", "PRECISIONS"]
 
 #: Marker for loss weights balanced from the first batch (see ``train.balance_weights``).
 AUTO = "auto"
-PRECISIONS = ("fp32", "bf16", "fp16")
+#: ``auto``: bf16 where the hardware computes it natively, else fp32 (runtime.resolve_precision).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 #: Default (content, style, TV) weights per backbone. Gram matrices are normalised by
 #: C·H·W (Johnson et al. 2016), images are in [0, 1].
@@ -69,7 +70,7 @@ class TrainConfig:
     pooling: str = "max"
     seed: int = 0
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"
     workers: int = 2
     checkpoint_interval: int = 500
     sample_interval: int = 200
@@ -78,6 +79,8 @@ class TrainConfig:
     sample_image: str | None = None
     net_channels: tuple[int, int, int] = (32, 64, 128)
     net_residual: int = 5
+    compile: str = "auto"
+    channels_last: bool = True
 
     def __post_init__(self) -> None:
         checks = [
@@ -92,6 +95,8 @@ class TrainConfig:
             (self.pooling in ("max", "avg"), f"--pooling must be max or avg, got {self.pooling}"),
             (self.precision in PRECISIONS,
              f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision}"),
+            (self.compile in ("auto", "on", "off"),
+             f"--compile must be auto, on or off, got {self.compile}"),
             (self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
             (self.checkpoint_interval >= 1, "--checkpoint-interval must be >= 1"),
             (self.sample_interval >= 0, "--sample-interval must be >= 0 (0 disables samples)"),
