@@ -13,7 +13,7 @@ TOKEN_ENV = "ROBUST_STYLE_AUTH_TOKEN"
 
 
 def add_connection_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--server", default="localhost:8001",
+    p.add_argument("--server", default=None,
                    help="HOST:PORT of `robust-style serve` (default localhost:8001)")
     p.add_argument("--token", default=None, help=f"bearer token (or set ${TOKEN_ENV})")
     p.add_argument("--tls", action="store_true", help="connect with TLS (system CAs)")
@@ -26,7 +26,7 @@ def connect(args: argparse.Namespace):  # noqa: ANN201 - lazy import of the clie
     from pathlib import Path
 
     from robust_style.errors import UserError
-    from robust_style.server.client import StyleClient
+    from robust_style.server.client import DEFAULT_SERVER, StyleClient
 
     root = None
     if args.ca_cert:
@@ -34,8 +34,9 @@ def connect(args: argparse.Namespace):  # noqa: ANN201 - lazy import of the clie
         if not path.is_file():
             raise UserError(f"no such file: {path}")
         root = path.read_bytes()
-    return StyleClient(args.server, token=args.token or os.environ.get(TOKEN_ENV),
-                       tls=args.tls, root_cert=root, timeout=args.timeout)
+    return StyleClient(args.server or DEFAULT_SERVER,
+                       token=args.token or os.environ.get(TOKEN_ENV), tls=args.tls,
+                       root_cert=root, timeout=args.timeout)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
                                       "metadata": s.metadata} for s in styles], indent=2) + "\n")
         return 0
     if not styles:
-        sys.stdout.write(f"no styles loaded on {args.server}\n")
+        sys.stdout.write(f"no styles loaded on {args.server or 'localhost:8001'}\n")
         return 0
     rows = [("STYLE", "VERSION", "READY", "ENGINE", "PROVIDER", "BACKBONE", "STEPS")]
     for s in styles:

@@ -1,4 +1,11 @@
-"""``robust-style stylize``: stylise image files or folders through a running server."""
+"""``robust-style stylize``: stylise image files or folders, locally or through a server.
+
+``--model STYLE.onnx`` (or a folder of models) runs on this machine with the server's own
+loading, engines and image code (:class:`robust_style.server.local.LocalStylizer`); without
+it the images go to ``robust-style serve`` at ``--server``. Both are a *backend* with
+``list_styles()`` and ``stylize()``: :func:`open_backend` picks one, :func:`pick_style`
+the style, :func:`stylize_files` writes the results.
+"""
 
 from __future__ import annotations
 
@@ -13,20 +20,29 @@ from robust_style.errors import UserError
 from robust_style.fileio import atomic_write_bytes
 from robust_style.imageio import IMAGE_SUFFIXES, is_image_file
 
-__all__ = ["register", "collect_inputs", "check_output_names"]
+__all__ = ["register", "collect_inputs", "check_output_names", "open_backend", "pick_style",
+           "stylize_files"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "stylize", help="stylise images through a running server",
-        description="Send image files (or every JPEG/PNG/WebP in folders, recursively) to "
-        "`robust-style serve` and write the stylised images to OUT_DIR as "
-        "NAME_STYLE.png (or .jpg). Videos, animated GIF/WebP and frame folders are streamed "
-        "frame by frame, keeping the frame rate and the audio track: "
+        "stylize", help="stylise images and videos, locally (--model) or through a server",
+        description="Stylise image files (or every image in folders, recursively) and write "
+        "them to OUT_DIR as NAME_STYLE.png (or .jpg). With --model STYLE.onnx (or a folder "
+        "of models) it runs here, on the same engines as the server; otherwise it sends "
+        "the images to `robust-style serve` (--server). Videos, animated GIF/WebP and frame "
+        "folders are stylised frame by frame, keeping the frame rate and the audio track: "
         "`stylize clip.mp4 --style S -o out.mp4`.")
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders")
+    p.add_argument("--model", type=Path, default=None, metavar="MODEL",
+                   help="run locally with this style model file (.onnx) or folder of them; "
+                   "no server needed")
+    p.add_argument("--engine", choices=["auto", "onnxruntime", "openvino"], default="auto",
+                   help="with --model: inference engine (as `serve --engine`)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="with --model: precision (as `serve --precision`)")
     p.add_argument("--style", default=None,
-                   help="style name (see `robust-style styles`; optional if the server has one)")
+                   help="style name (see `robust-style styles`; optional if there is one)")
     p.add_argument("-o", "--out", type=Path, default=Path("."), metavar="OUT_DIR",
                    help="output folder (default: the current folder), or one video or "
                    "animation file")
@@ -71,11 +87,67 @@ def check_output_names(files: list[tuple[Path, Path]]) -> None:
                             "stylise them in separate runs or rename one")
 
 
-def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+def open_backend(args: argparse.Namespace):  # noqa: ANN201 - lazy imports
+    """A :class:`LocalStylizer` for ``--model``, else a client of ``--server``."""
+    if args.model is None:
+        return connect(args)
+    if args.server is not None:
+        raise UserError("use --model (run here) or --server (send to a server), not both")
+    from robust_style.server.engines import EngineConfig
+    from robust_style.server.local import LocalStylizer
 
+    return LocalStylizer(args.model, EngineConfig(engine=args.engine, precision=args.precision))
+
+
+def pick_style(backend, style: str | None) -> str:  # noqa: ANN001 - local or remote
+    """``style``, or the only style there is; checked usable as part of file names."""
+    if style is None:
+        names = [s.name for s in backend.list_styles()]
+        if len(names) != 1:
+            where = "--model has" if hasattr(backend, "registry") else "the server has"
+            raise UserError(f"--style is needed; {where}: {', '.join(names) or 'none'}")
+        style = names[0]
+    if not valid_style_name(style):  # it becomes part of the output file names
+        raise UserError(f"unusable style name {style!r}: style names are letters, digits, "
+                        "'_', '.', '-'")
+    return style
+
+
+def _per_file(exc: Exception) -> bool:
+    """True if ``exc`` concerns one input only (report it, go on with the others)."""
+    from robust_style.imageio import ImageError
     from robust_style.server.client import ClientError
 
+    if isinstance(exc, ClientError):
+        return exc.code is not None and exc.code.name not in ("UNAVAILABLE", "NOT_FOUND",
+                                                              "UNAUTHENTICATED")
+    return isinstance(exc, ImageError)
+
+
+def stylize_files(backend, files: list[tuple[Path, Path]], style: str,  # noqa: ANN001
+                  args: argparse.Namespace) -> tuple[int, int]:
+    """Stylise and write every file; (written, failed)."""
+    from tqdm import tqdm
+
+    ext = ".jpg" if args.format == "jpeg" else ".png"
+    written = failed = 0
+    for path, rel in tqdm(files, desc=f"stylize ({style})", unit="img", disable=len(files) < 2):
+        try:
+            res = backend.stylize(path, style, strength=args.strength,
+                                  preserve_color=args.preserve_color, max_side=args.max_side,
+                                  format=args.format, quality=args.quality)
+        except Exception as exc:
+            if not _per_file(exc):
+                raise
+            sys.stderr.write(f"robust-style: {path}: {exc}\n")
+            failed += 1
+            continue
+        atomic_write_bytes(args.out / rel.parent / f"{rel.stem}_{style}{ext}", res.image)
+        written += 1
+    return written, failed
+
+
+def run(args: argparse.Namespace) -> int:
     if args.strength is not None and not 0.0 <= args.strength <= 1.0:
         raise UserError(f"--strength must be in [0, 1], got {args.strength}")
     if args.max_side < 0:
@@ -85,37 +157,11 @@ def run(args: argparse.Namespace) -> int:
     video = stylize_video.wanted(args)
     files = [] if video else list(dict.fromkeys(collect_inputs(args.inputs)))  # dupes: once
     check_output_names(files)
-    ext = ".jpg" if args.format == "jpeg" else ".png"
-    failed = 0
-    with connect(args) as client:
-        style = args.style
-        if style is None:
-            names = [s.name for s in client.list_styles()]
-            if len(names) != 1:
-                raise UserError(f"--style is needed; the server has: {', '.join(names) or 'none'}")
-            style = names[0]
-        if not valid_style_name(style):  # it becomes part of the output file names
-            raise UserError(f"unusable style name {style!r}: style names are letters, digits, "
-                            "'_', '.', '-'")
+    with open_backend(args) as backend:
+        style = pick_style(backend, args.style)
         if video:
-            return stylize_video.run(args, client, style)
-        written = 0
-        for path, rel in tqdm(files, desc=f"stylize ({style})", unit="img",
-                              disable=len(files) < 2):
-            try:
-                res = client.stylize(path, style, strength=args.strength,
-                                     preserve_color=args.preserve_color, max_side=args.max_side,
-                                     format=args.format, quality=args.quality)
-            except ClientError as exc:
-                if exc.code is None or exc.code.name in ("UNAVAILABLE", "NOT_FOUND",
-                                                         "UNAUTHENTICATED"):
-                    raise
-                sys.stderr.write(f"robust-style: {path}: {exc}\n")
-                failed += 1
-                continue
-            target = args.out / rel.parent / f"{rel.stem}_{style}{ext}"
-            atomic_write_bytes(target, res.image)
-            written += 1
+            return stylize_video.run(args, backend, style)
+        written, failed = stylize_files(backend, files, style, args)
     sys.stdout.write(f"wrote {written} image(s) to {args.out.resolve()}"
                      + (f"; {failed} failed" if failed else "") + "\n")
     return 1 if failed else 0

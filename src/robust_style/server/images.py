@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-__all__ = ["EncodedImage", "encode_image", "preserve_color", "blend"]
+__all__ = ["EncodedImage", "encode_image", "preserve_color", "blend", "finish"]
 
 log = logging.getLogger(__name__)
 
@@ -63,3 +63,10 @@ def blend(content: np.ndarray, stylized: np.ndarray, strength: float) -> np.ndar
     out = content.astype(np.float32) + strength * (stylized.astype(np.float32)
                                                    - content.astype(np.float32))
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def finish(content: np.ndarray, stylized: np.ndarray, *, luminance_only: bool = False,
+           strength: float | None = None) -> np.ndarray:
+    """The post-processing of a ``Stylize`` request (server and local ``stylize``)."""
+    out = preserve_color(content, stylized) if luminance_only else stylized
+    return blend(content, out, strength) if strength is not None else out

@@ -144,14 +144,16 @@ class StyleTransferService(pb_grpc.StyleTransferServicer):
     def _finish(self, req: pb.StylizeRequest, prep: _Prepared, res: BatchResult
                 ) -> pb.StylizeResponse:
         t0 = time.monotonic()
-        out = res.output[0]
-        if req.preserve_color:
-            out = images.preserve_color(prep.content, out)
-        if req.HasField("strength"):
-            out = images.blend(prep.content, out, req.strength)
+        out = images.finish(prep.content, res.output[0], luminance_only=req.preserve_color,
+                            strength=req.strength if req.HasField("strength") else None)
         fmt = "jpeg" if req.format == pb.IMAGE_FORMAT_JPEG else "png"
         enc = images.encode_image(out, fmt, req.quality or 90)
         now = time.monotonic()
+        # Triton-style statistics count both APIs: decoding is this API's compute input,
+        # post-processing and encoding its compute output.
+        prep.model.stats.succeeded(1, int((now - prep.start) * 1e9), int(res.queue_seconds * 1e9),
+                                   int(prep.decode_ms * 1e6), int(res.inference_seconds * 1e9),
+                                   int((now - t0) * 1e9))
         timing = pb.Timing(decode_ms=prep.decode_ms, queue_ms=res.queue_seconds * 1000,
                            inference_ms=res.inference_seconds * 1000,
                            encode_ms=(now - t0) * 1000, total_ms=(now - prep.start) * 1000)
