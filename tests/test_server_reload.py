@@ -190,3 +190,36 @@ def test_invalid_style_name_is_skipped_and_corrupt_first_file_does_not_pin_provi
         assert failed.get((("style", "evil"), ("result", "failed"))) == 1
     finally:
         registry.stop()
+
+
+@pytest.mark.parametrize("then_delete", ["a.onnx", "b.onnx"])
+def test_file_rewritten_to_a_taken_name_leaves_no_orphan(model_store: Path, tmp_path: Path,
+                                                         then_delete: str) -> None:
+    """a.onnx ("tiny") is rewritten to claim "tiny2", which b.onnx serves: skipped, and
+    its old style "tiny" goes when a.onnx is deleted or takes over "tiny2" from b.onnx."""
+    from server_fixtures import new_version
+
+    from robust_style.server.models import ModelRegistry, RegistryConfig
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(model_store / "tiny.onnx", models / "a.onnx")
+    shutil.copy(model_store / "tiny2.onnx", models / "b.onnx")
+    registry = ModelRegistry(RegistryConfig(models_dir=models, poll_seconds=0, warmup_side=16))
+
+    def served() -> dict[str, str]:
+        return {m.name: m.file for m in registry.styles()}
+
+    try:
+        registry.scan()
+        assert served() == {"tiny": "a.onnx", "tiny2": "b.onnx"}
+        new_version(model_store / "tiny.onnx", models / "a.onnx", name="tiny2", factor=2.0)
+        registry.scan()
+        assert served() == {"tiny": "a.onnx", "tiny2": "b.onnx"}  # previous version serves on
+        (models / then_delete).unlink()
+        registry.scan()
+        left = "b.onnx" if then_delete == "a.onnx" else "a.onnx"
+        assert served() == {"tiny2": left}
+        assert registry.metrics.models.values[()] == 1
+    finally:
+        registry.stop()

@@ -10,7 +10,9 @@ name swaps versions without a gap. A removed file removes its style. A file that
 load, or whose style name is invalid (:func:`robust_style.contract.valid_style_name`), is
 logged and skipped (a broken replacement leaves the previous version serving) and is
 retried only when it changes again. A file skipped because another file serves its style
-name is retried as soon as that name is free again.
+name is retried as soon as that name is free again; if it served a style before it was
+rewritten, it keeps serving that (previous) version until then, and deleting the file
+removes it.
 
 Each file is loaded through :class:`~robust_style.server.engines.EngineSelector`: ONNX
 Runtime (providers by probing) or OpenVINO, at the precision the config and the hardware
@@ -224,11 +226,15 @@ class ModelRegistry(RepositoryControl):
         return changed
 
     def _retry_waiting(self, names: set[str]) -> list[str]:
-        """Forget files skipped for one of ``names`` so the next look loads them."""
+        """Make files skipped for one of ``names`` load on the next look.
+
+        Their state is kept, only marked unseen: the style a file served before it was
+        rewritten must still be replaced (or removed) when the new content loads.
+        """
         files = sorted(f for f, st in self._files.items()
                        if st.waiting_for in names and f in self._current)
         for f in files:
-            del self._files[f]
+            self._files[f] = _FileState((-1, -1), "", self._files[f].style)
         return files
 
     def _scan_file(self, fname: str, path: Path) -> bool:
@@ -264,7 +270,8 @@ class ModelRegistry(RepositoryControl):
             if other is not None and other.file != fname and other.file in self._current:
                 log.error("skipping %s: style name %r is already served from %s", fname,
                           model.name, other.file)
-                self._files[fname] = _FileState(sig, sha, None, waiting_for=model.name)
+                keep = known.style if known else None  # the previous version serves on
+                self._files[fname] = _FileState(sig, sha, keep, waiting_for=model.name)
                 return False
             # (other.file gone from the directory: this file takes its style over)
             if known and known.style and known.style != model.name:
