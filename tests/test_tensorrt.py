@@ -19,7 +19,6 @@ from onnx import TensorProto, helper
 
 from robust_style.server.tensorrt import (
     Profile,
-    ProfileRouter,
     TensorRTConfig,
     TensorRTEnvironment,
     cache_key,
@@ -28,8 +27,8 @@ from robust_style.server.tensorrt import (
     parse_shapes,
     plan_profiles,
     provider_options,
-    route,
 )
+from robust_style.server.tensorrt_router import ProfileRouter, create_router, route
 
 ENV = TensorRTEnvironment("10.13.0", "1.31.1", "NVIDIA L4", "8.9")
 LIMITS = [  # (max_pixels, max_batch, trt_max_pixels, max_aspect)
@@ -186,7 +185,7 @@ def test_detect_environment_without_a_gpu() -> None:
         assert not env.available
 
 
-def _model(path, invert: bool) -> ort.InferenceSession:
+def _save_model(path, invert: bool) -> bytes:
     """A real uint8 NHWC model: identity, or 255 - x (to tell the two sessions apart)."""
     x = helper.make_tensor_value_info("image", TensorProto.UINT8, ["n", "h", "w", 3])
     y = helper.make_tensor_value_info("stylized", TensorProto.UINT8, ["n", "h", "w", 3])
@@ -194,7 +193,11 @@ def _model(path, invert: bool) -> ort.InferenceSession:
     graph = helper.make_graph([helper.make_node(op, ["image"], ["stylized"])], op, [x], [y])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
     onnx.save(model, path)
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return path.read_bytes()
+
+
+def _model(path, invert: bool) -> ort.InferenceSession:
+    return ort.InferenceSession(_save_model(path, invert), providers=["CPUExecutionProvider"])
 
 
 class _Counting:
@@ -238,3 +241,16 @@ def test_router_sends_shapes_outside_every_profile_to_the_fallback(tmp_path, cap
     w = rng.integers(0, 256, (3, 33, 37, 3), dtype=np.uint8)  # single box, N_max 1
     np.testing.assert_array_equal(router.run(w), w)
     assert trt[1].shapes[-3:] == [(1, 33, 37)] * 3 and router.fallbacks == 2
+
+
+def test_create_router_refuses_when_tensorrt_is_not_really_used(tmp_path) -> None:
+    """Without a GPU the TensorRT EP falls back to the CPU inside ONNX Runtime: the router
+    must notice and raise, so the engine layer moves on to the CUDA or CPU providers."""
+    env = detect_environment()
+    if env.available:
+        pytest.skip("a GPU with TensorRT is present: scripts/gpu_check.sh covers this path")
+    cfg = TensorRTConfig(max_batch=2, cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(RuntimeError, match="TensorRT is not usable"):
+        create_router(_save_model(tmp_path / "id.onnx", invert=False), "ab" * 32, cfg,
+                      ort.SessionOptions(), fp16=True, input_name="image",
+                      output_name="stylized")

@@ -24,18 +24,18 @@ How the profiles are chosen (TensorRT's documented constraints)
 * The accepted sizes ``{8 <= h, w; h*w <= max_pixels}`` lie under a hyperbola. Any box that
   contains both ``8 x P/8`` and ``P/8 x 8`` has a corner of ``P^2/64`` pixels, and a staircase
   of boxes whose corners stay within ``r*P`` needs ``log_r(P/64)`` of them: for the default
-  40 MP limit and ``r = 2``, 20 engines of ~10 GB each. Full coverage of extreme shapes by
+  40 MP limit and ``r = 2``, 20 engines of ~20 GB (fp16) each. Covering extreme shapes with
   TensorRT is therefore not affordable; they are served by the CUDA EP instead.
 * ONNX Runtime up to 1.31 keeps the execution context on profile 0 (the runtime switch is
   microsoft/onnxruntime PR #31624), so each profile gets its own session.
 
-The plan (:func:`plan_profiles`): a ``batch`` profile for small images (``N <= max_batch``,
-sides up to ``batch_side``), and a ``single`` profile (``N = 1``) whose square box covers
+The plan (:func:`plan_profiles`; sessions and routing: :mod:`.tensorrt_router`): a ``batch``
+profile for small images (``N <= max_batch``, sides up to ``batch_side``), and a ``single`` profile (``N = 1``) whose square box covers
 every image of at most ``trt_max_pixels`` pixels with an aspect ratio up to ``max_aspect``
 (side ``sqrt(max_aspect * trt_max_pixels)``; one square box costs less memory than a
 landscape and a portrait box when ``max_aspect <= 4``), optimised at ``opt`` (1x720x1280 by
 default). With the defaults (4.2 MP, aspect 2, batches of 8 up to 512 x 512) that is about
-2.7 GB of fp16 activations for ``single`` and 0.7 GB for ``batch`` per style. Batches
+2.2 GB of fp16 activations for ``single`` and 0.5 GB for ``batch`` per style. Batches
 larger than a profile's ``N_max`` are cut into chunks; shapes outside every profile (larger
 images, long panoramas) run on the fallback session, logged and counted, never an error.
 
@@ -53,25 +53,22 @@ import importlib.metadata
 import json
 import logging
 import math
-import threading
-from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
+from typing import Any
 
 from robust_style.contract import INPUT_NAME, MIN_SIDE
 
-__all__ = ["ACTIVATION_BYTES_PER_PIXEL", "Profile", "TensorRTConfig", "TensorRTEnvironment",
-           "plan_profiles", "shape_string", "parse_shapes", "provider_options", "cache_key",
-           "detect_environment", "route", "Route", "ProfileRouter"]
+__all__ = ["ACTIVATION_BYTES_PER_PIXEL", "Profile", "Shape", "TensorRTConfig",
+           "TensorRTEnvironment", "plan_profiles", "shape_string", "parse_shapes",
+           "provider_options", "cache_key", "timing_key", "engine_dirs", "detect_environment"]
 
 log = logging.getLogger(__name__)
 
-#: Activation bytes alive per input pixel at the peak (fp16, fp32): three full-resolution
-#: tensors of 64 + 64 + 32 channels (``scripts/count_flops.py`` prints the count).
-ACTIVATION_BYTES_PER_PIXEL = {"fp16": 320, "fp32": 640}
+#: Activation bytes alive per input pixel at the peak, counted from the ONNX graph by
+#: ``scripts/count_flops.py`` (257 B in fp16 at 256, 512 and 1024 px): the full-resolution
+#: 64-channel tensors around the last upsampling. TensorRT adds its tactic workspace.
+ACTIVATION_BYTES_PER_PIXEL = {"fp16": 257, "fp32": 514}
 
 Shape = tuple[int, int, int]  # (batch, height, width); channels are always 3
 
@@ -283,95 +280,3 @@ def engine_dirs(cfg: TensorRTConfig, model_sha256: str, profile: Profile, precis
     for d in (engine, timing):
         d.mkdir(parents=True, exist_ok=True)  # onnxruntime creates only the last level
     return str(engine), str(timing)
-
-
-@dataclass(frozen=True)
-class Route:
-    """Where a batch runs: ``profile`` index (None = fallback) and the chunk size."""
-
-    profile: int | None
-    chunk: int
-
-
-def route(profiles: Sequence[Profile], shape: Shape) -> Route:
-    """Pick the profile for ``shape``; batches above its ``N_max`` are cut into chunks.
-
-    Among the profiles whose box holds one ``h x w`` image, those that take the whole batch
-    win; then the one whose ``opt`` is closest in pixels (TensorRT tuned its kernels
-    there). No profile holds the image: ``Route(None, n)``, the fallback session.
-    """
-    n, h, w = shape
-    fitting = [i for i, p in enumerate(profiles) if p.fits_image(h, w)]
-    if not fitting:
-        return Route(None, n)
-    whole = [i for i in fitting if profiles[i].max[0] >= n]
-    if whole:
-        def distance(i: int) -> float:
-            o = profiles[i].opt
-            return abs(math.log((n * h * w) / (o[0] * o[1] * o[2])))
-        best = min(whole, key=distance)
-        return Route(best, n)
-    best = max(fitting, key=lambda i: profiles[i].max[0])
-    return Route(best, profiles[best].max[0])
-
-
-class Session(Protocol):
-    def run(self, output_names: list[str] | None, feed: dict[str, np.ndarray]) -> list[Any]: ...
-
-
-class ProfileRouter:
-    """Runs each batch on the session of its profile, or on the fallback session.
-
-    ``sessions[i]`` serves ``profiles[i]``. ``on_fallback(shape)`` is called for every batch
-    that fits no profile (the server counts it in its metrics); the first fallback of each
-    ``h x w`` is logged as a warning, the rest at debug level.
-    """
-
-    def __init__(self, profiles: Sequence[Profile], sessions: Sequence[Session],
-                 fallback: Session, input_name: str, output_name: str,
-                 on_fallback: Callable[[Shape], None] | None = None) -> None:
-        if len(profiles) != len(sessions):
-            raise ValueError("one session per profile")
-        self.profiles, self.sessions, self.fallback = tuple(profiles), tuple(sessions), fallback
-        self.input_name, self.output_name = input_name, output_name
-        self.on_fallback = on_fallback
-        self.fallbacks = 0
-        self._warned: set[tuple[int, int]] = set()
-        self._lock = threading.Lock()
-
-    def _run(self, sess: Session, x: np.ndarray) -> np.ndarray:
-        return sess.run([self.output_name], {self.input_name: x})[0]
-
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        n, h, w = (int(d) for d in batch.shape[:3])
-        r = route(self.profiles, (n, h, w))
-        if r.profile is None:
-            with self._lock:
-                self.fallbacks += 1
-                first = (h, w) not in self._warned
-                self._warned.add((h, w))
-            (log.warning if first else log.debug)(
-                "%dx%dx%d fits no TensorRT profile (%s); running it on the CUDA fallback",
-                n, h, w, ", ".join(f"{p.name} <= {p.max}" for p in self.profiles))
-            if self.on_fallback is not None:
-                self.on_fallback((n, h, w))
-            return self._run(self.fallback, batch)
-        sess = self.sessions[r.profile]
-        if r.chunk >= n:
-            return self._run(sess, batch)
-        return np.concatenate([self._run(sess, batch[i:i + r.chunk])
-                               for i in range(0, n, r.chunk)])
-
-    def warm_up(self) -> list[tuple[str, Shape]]:
-        """One run at each profile's ``opt`` shape (and a small one on the fallback).
-
-        With explicit profiles the engines are built when the sessions are created; this
-        run makes the first request of each profile as fast as the next ones.
-        """
-        done = []
-        for p, sess in zip(self.profiles, self.sessions, strict=True):
-            self._run(sess, np.full((*p.opt, 3), 128, dtype=np.uint8))
-            done.append((p.name, p.opt))
-        self._run(self.fallback, np.full((1, 64, 64, 3), 128, dtype=np.uint8))
-        done.append(("fallback", (1, 64, 64)))
-        return done
