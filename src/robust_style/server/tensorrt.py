@@ -30,14 +30,15 @@ How the profiles are chosen (TensorRT's documented constraints)
   microsoft/onnxruntime PR #31624), so each profile gets its own session.
 
 The plan (:func:`plan_profiles`; sessions and routing: :mod:`.tensorrt_router`): a ``batch``
-profile for small images (``N <= max_batch``, sides up to ``batch_side``), and a ``single`` profile (``N = 1``) whose square box covers
-every image of at most ``trt_max_pixels`` pixels with an aspect ratio up to ``max_aspect``
-(side ``sqrt(max_aspect * trt_max_pixels)``; one square box costs less memory than a
-landscape and a portrait box when ``max_aspect <= 4``), optimised at ``opt`` (1x720x1280 by
-default). With the defaults (4.2 MP, aspect 2, batches of 8 up to 512 x 512) that is about
-2.2 GB of fp16 activations for ``single`` and 0.5 GB for ``batch`` per style. Batches
-larger than a profile's ``N_max`` are cut into chunks; shapes outside every profile (larger
-images, long panoramas) run on the fallback session, logged and counted, never an error.
+profile for small images (``N <= max_batch``, sides up to ``batch_side``), and a ``single``
+profile (``N = 1``) whose square box covers every image of at most ``trt_max_pixels`` pixels
+with an aspect ratio up to ``max_aspect`` (side ``sqrt(max_aspect * trt_max_pixels)``; one
+square box costs less memory than a landscape and a portrait box when ``max_aspect <= 4``),
+optimised at ``opt`` (1x720x1280 by default). With the defaults (4.2 MP, aspect 2, batches
+of 8 up to 512 x 512) that is about 2.2 GB of fp16 activations for ``single`` and 0.5 GB for
+``batch`` per style. Batches larger than a profile's ``N_max`` are cut into chunks; shapes
+outside every profile (larger images, long panoramas) run on the fallback session, logged
+and counted, never an error.
 
 Engine cache: one directory per :func:`cache_key` (model sha256, profile, precision,
 TensorRT, ONNX Runtime, GPU and compute capability), so a restart reuses engines and nothing
