@@ -254,3 +254,47 @@ def test_create_router_refuses_when_tensorrt_is_not_really_used(tmp_path) -> Non
         create_router(_save_model(tmp_path / "id.onnx", invert=False), "ab" * 32, cfg,
                       ort.SessionOptions(), fp16=True, input_name="image",
                       output_name="stylized")
+
+
+def test_serve_builds_the_tensorrt_config_from_its_limits(tmp_path) -> None:
+    from robust_style.cli import build_parser
+    from robust_style.cli.cmd_serve import _config
+
+    args = build_parser().parse_args(
+        ["serve", "--models", str(tmp_path), "--max-pixels", "9000000", "--max-batch", "4",
+         "--trt-opt", "1080x1920", "--trt-max-pixels", "3000000", "--no-trt-fp16",
+         "--trt-cache-dir", str(tmp_path / "c")])
+    providers = _config(args, tmp_path).registry.engine.providers
+    trt = providers.trt_config()
+    assert (trt.max_pixels, trt.max_batch, trt.opt, trt.trt_max_pixels) == (
+        9_000_000, 4, (1, 1080, 1920), 3_000_000)
+    assert trt.fp16 is False and trt.cache_dir == str(tmp_path / "c")
+    batch, single = plan_profiles(trt)
+    assert batch.max[0] == 4 and single.opt == (1, 1080, 1920)
+    auto = _config(build_parser().parse_args(["serve", "--models", str(tmp_path)]), tmp_path)
+    assert auto.registry.engine.providers.trt_config().max_batch == 8  # --max-batch 0: GPU's 8
+
+
+def test_registry_counts_tensorrt_fallbacks_per_style(tmp_path) -> None:
+    """The hook the TensorRT router calls for a size beyond every profile reaches the
+    style's ``robust_style_trt_fallback_total`` (the router itself needs a GPU; its
+    fallback routing is tested above)."""
+    from robust_style.server.engines import EngineConfig, ProviderConfig
+    from robust_style.server.metrics import Metrics
+    from robust_style.server.models import ModelRegistry, RegistryConfig
+
+    (tmp_path / "m").mkdir()
+    _save_model(tmp_path / "m" / "ident.onnx", invert=False)
+    cfg = RegistryConfig(models_dir=tmp_path / "m", poll_seconds=0, warmup_side=16,
+                         engine=EngineConfig(engine="onnxruntime",
+                                             providers=ProviderConfig(device="cpu")))
+    metrics = Metrics()
+    registry = ModelRegistry(cfg, metrics)
+    try:
+        registry.scan()
+        model, _ = registry.get("ident")
+        model.engine.on_fallback((1, 5000, 9))
+        model.engine.on_fallback((1, 5000, 9))
+        assert 'robust_style_trt_fallback_total{style="ident"} 2' in metrics.render()
+    finally:
+        registry.stop()

@@ -68,6 +68,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--trt-cache-dir", default=None,
                    help="TensorRT engine cache directory (default: $XDG_CACHE_HOME/robust-style/"
                    "trt or ~/.cache/robust-style/trt; '' = no cache)")
+    g.add_argument("--trt-max-pixels", type=int, default=2048 * 2048,
+                   help="largest image (pixels, aspect up to 2:1) the TensorRT profiles cover; "
+                   "larger ones run on the CUDA fallback (default 4194304 = 2048²)")
+    g.add_argument("--trt-opt", default="720x1280", metavar="HxW",
+                   help="typical image size the TensorRT engine is tuned for (default 720x1280)")
     g.add_argument("--intra-op-threads", type=int, default=0,
                    help="threads per run, both engines (0 = one per core); concurrent runs "
                    "share the cores through a process-wide budget")
@@ -108,6 +113,7 @@ def _config(args: argparse.Namespace, models: Path):  # noqa: ANN202 - lazy impo
     from robust_style.server.engines import EngineConfig, ProviderConfig, openvino_status
     from robust_style.server.models import RegistryConfig
     from robust_style.server.rpc import Limits
+    from robust_style.server.tensorrt import TensorRTConfig
 
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be at least 1, got {args.workers}")
@@ -123,7 +129,16 @@ def _config(args: argparse.Namespace, models: Path):  # noqa: ANN202 - lazy impo
     for f in (args.tls_cert, args.tls_key):
         if f is not None and not f.is_file():
             raise UserError(f"no such file: {f}")
-    providers = ProviderConfig(device=args.device, intra_op_threads=args.intra_op_threads,
+    try:
+        opt_h, opt_w = (int(v) for v in args.trt_opt.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--trt-opt must be HxW, e.g. 720x1280 (got {args.trt_opt!r})") from None
+    try:
+        trt = TensorRTConfig(max_pixels=args.max_pixels, max_batch=args.max_batch or 8,
+                             opt=(1, opt_h, opt_w), trt_max_pixels=args.trt_max_pixels)
+    except ValueError as exc:
+        raise UserError(f"TensorRT settings: {exc}") from None
+    providers = ProviderConfig(device=args.device, tensorrt=trt, intra_op_threads=args.intra_op_threads,
                                inter_op_threads=args.inter_op_threads,
                                cudnn_conv_algo_search=args.cudnn_conv_algo_search,
                                trt_fp16=not args.no_trt_fp16,

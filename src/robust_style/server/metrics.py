@@ -115,6 +115,9 @@ class Metrics:
         self.reloads = _Family(f"{p}_model_loads_total", "counter",
                                "Model (re)loads by style and result (ok, failed, removed).")
         self.models = _Family(f"{p}_models_ready", "gauge", "Styles loaded and warmed up.")
+        self.trt_fallbacks = _Family(f"{p}_trt_fallback_total", "counter",
+                                     "Batches run on the CUDA fallback because their size "
+                                     "fits no TensorRT profile, by style.")
         self.engines = _Family(f"{p}_engine_info", "gauge",
                                "Engine and precision serving each style (value 1).")
         self.latency = _Histogram(f"{p}_request_latency_seconds",
@@ -158,8 +161,8 @@ class Metrics:
 
     def render(self) -> str:
         lines: list[str] = []
-        for fam in (self.requests, self.expired, self.reloads, self.models, self.engines,
-                    self.latency, self.queue, self.inference, self.batch):
+        for fam in (self.requests, self.expired, self.reloads, self.models, self.trt_fallbacks,
+                    self.engines, self.latency, self.queue, self.inference, self.batch):
             lines.extend(fam.render())
         return "\n".join(lines) + "\n"
 

@@ -309,8 +309,12 @@ class ModelRegistry(RepositoryControl):
     def _load(self, fname: str, path: Path, data: bytes, sha: str) -> StyleModel:
         # The provider probe is kept only once a model has loaded with it: a corrupt first
         # file must not pin the server to CPU.
-        return load_style(data, self._selector, file=fname, sha256=sha,
-                          warmup_side=self.config.warmup_side, default_name=path.stem)
+        model = load_style(data, self._selector, file=fname, sha256=sha,
+                           warmup_side=self.config.warmup_side, default_name=path.stem)
+        if hasattr(model.engine, "on_fallback"):  # TensorRT: sizes beyond every profile
+            fallbacks, labels = self.metrics.trt_fallbacks, (("style", model.name),)
+            model.engine.on_fallback = lambda shape: fallbacks.inc(labels)
+        return model
 
     # -- watching -------------------------------------------------------------------------
     def start_watching(self) -> None:

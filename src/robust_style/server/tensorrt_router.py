@@ -120,6 +120,13 @@ class ProfileRouter:
         return np.concatenate([self._run(sess, batch[i:i + r.chunk])
                                for i in range(0, n, r.chunk)])
 
+    def run_each(self, batch: np.ndarray) -> list[np.ndarray]:
+        """``batch`` on every profile session whose box holds it (for the accuracy gate:
+        each profile is its own engine, with its own kernels)."""
+        shape = tuple(int(d) for d in batch.shape[:3])
+        return [self._run(sess, batch) for p, sess in zip(self.profiles, self.sessions,
+                                                           strict=True) if p.fits(shape)]
+
     def warm_up(self) -> list[tuple[str, Shape]]:
         """One run at each profile's ``opt`` shape (and a small one on the fallback).
 

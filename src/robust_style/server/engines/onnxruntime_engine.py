@@ -8,9 +8,12 @@ kept only if the session really uses it (:func:`probe_providers`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import io
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,8 @@ import numpy as np
 import onnxruntime as ort
 
 from robust_style.server.engines.base import cpu_budget
+from robust_style.server.tensorrt import TensorRTConfig
+from robust_style.server.tensorrt_router import ProfileRouter, create_router
 
 __all__ = ["ProviderConfig", "OnnxRuntimeEngine", "probe_providers", "session_options",
            "check_io", "CPU", "CUDA", "TRT"]
@@ -49,6 +54,13 @@ class ProviderConfig:
     cudnn_conv_algo_search: str = "HEURISTIC"
     trt_fp16: bool = True
     trt_cache_dir: str = ""
+    #: TensorRT optimisation profiles (from the server limits; see
+    #: :mod:`robust_style.server.tensorrt`); its fp16, cache dir and device come from above.
+    tensorrt: TensorRTConfig = field(default_factory=TensorRTConfig)
+
+    def trt_config(self) -> TensorRTConfig:
+        return dataclasses.replace(self.tensorrt, fp16=self.trt_fp16,
+                                   cache_dir=self.trt_cache_dir, device_id=self.device_id)
 
     def candidates(self) -> Providers:
         cuda = (CUDA, {"device_id": self.device_id,
@@ -128,8 +140,12 @@ def _without_fp16(providers: Providers) -> Providers:
 class OnnxRuntimeEngine:
     """One ``onnxruntime.InferenceSession``; ``providers`` as :func:`probe_providers` chose.
 
-    ``precision`` is ``fp16`` when TensorRT runs with ``trt_fp16_enable``, else ``fp32``;
-    ``fp32=True`` turns TensorRT's fp16 off (the accuracy gate's fallback).
+    On TensorRT the engine is a :class:`~robust_style.server.tensorrt_router.ProfileRouter`
+    instead: one session per optimisation profile plus a CUDA fallback, engines built and
+    warmed up here (never on a request). ``precision`` is ``fp16`` when TensorRT runs with
+    ``trt_fp16_enable``, else ``fp32``; ``fp32=True`` turns TensorRT's fp16 off (the
+    accuracy gate's fallback). ``on_fallback(shape)`` (settable) hears of every batch that
+    fits no TensorRT profile.
     """
 
     name = "onnxruntime"
@@ -138,14 +154,43 @@ class OnnxRuntimeEngine:
                  fp32: bool = False) -> None:
         if fp32:
             providers = _without_fp16(providers)
-        self.session = ort.InferenceSession(model, session_options(cfg), providers=providers)
+        self.router: ProfileRouter | None = None
+        self.on_fallback: Callable[[tuple[int, int, int]], None] | None = None
+        so = session_options(cfg)
+        if providers[0][0] == TRT:
+            fp16 = bool(providers[0][1].get("trt_fp16_enable"))
+            probe = ort.InferenceSession(model, so, providers=[CPU])
+            names = check_io(probe)
+            try:
+                self.router = create_router(
+                    model, hashlib.sha256(model).hexdigest(), cfg.trt_config(), so, fp16,
+                    *names, on_fallback=self._fallback,
+                    cudnn_conv_algo_search=cfg.cudnn_conv_algo_search)
+            except Exception as exc:  # noqa: BLE001 - TensorRT unusable: CUDA instead
+                log.warning("TensorRT engines failed (%s: %s); using the CUDA provider",
+                            type(exc).__name__, str(exc).strip().splitlines()[0][:200]
+                            if str(exc).strip() else "")
+                providers = [p for p in providers if p[0] != TRT]
+        if self.router is not None:
+            self.session = self.router.sessions[-1]
+            self.precision = "fp16" if fp16 else "fp32"
+        else:
+            self.session = ort.InferenceSession(model, so, providers=providers)
+            self.precision = "fp32"
         self.input_name, self.output_name = check_io(self.session)
         self.devices: tuple[str, ...] = tuple(self.session.get_providers())
         self.on_cpu = self.devices[0] == CPU
-        trt = dict(providers).get(TRT, {})
-        self.precision = ("fp16" if self.devices[0] == TRT and trt.get("trt_fp16_enable")
-                          else "fp32")
         self._threads = cfg.intra_op_threads
+
+    def _fallback(self, shape: tuple[int, int, int]) -> None:
+        if self.on_fallback is not None:
+            self.on_fallback(shape)
+
+    def gate_outputs(self, batch: np.ndarray) -> list[np.ndarray]:
+        """``batch`` through every TensorRT profile's session (for the accuracy gate)."""
+        if self.router is None:
+            return []
+        return self.router.run_each(batch)
 
     @property
     def metadata(self) -> dict[str, str]:
@@ -153,6 +198,8 @@ class OnnxRuntimeEngine:
         return dict(self.session.get_modelmeta().custom_metadata_map)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        if self.router is not None:
+            return self.router.run(batch)
         if not self.on_cpu:
             return self.session.run([self.output_name], {self.input_name: batch})[0]
         with cpu_budget().hold(self._threads):
