@@ -32,8 +32,6 @@ import json
 import os
 import platform
 import shutil
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,10 +41,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_check_serving import (  # noqa: E402 - the sibling module, found through sys.path
+    check_first_request,
+    check_serve,
+    check_steady,
+    model_path,
+)
+
 CHECKS = ("train", "serve", "first_request", "steady", "bench_server", "bench_train")
 
 
@@ -151,241 +155,11 @@ def check_train(run: Run) -> dict[str, Any]:
     return figures
 
 
-def _model(run: Run) -> Path:
-    """The exported model, or the bundled style when training/export did not run."""
-    if "model" not in run.state:
-        models = run.tmp / "models"
-        models.mkdir(exist_ok=True)
-        shutil.copy(REPO / "src/robust_style/models/the-scream.onnx", models / "gc.onnx")
-        run.state["model"] = models / "gc.onnx"
-    return run.state["model"]
-
-
-# --- 2. serving -------------------------------------------------------------------------------
-def _photo(h: int, w: int, n: int = 1) -> np.ndarray:
-    from PIL import Image
-    from skimage import data
-
-    img = Image.fromarray(data.astronaut()).resize((w, h), Image.Resampling.BILINEAR)
-    x = np.asarray(img)
-    return np.stack([np.roll(x, 7 * i, axis=1) for i in range(n)])
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB; 999 for identical images (JSON has no infinity)."""
-    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
-    return 999.0 if mse == 0 else float(10 * np.log10(255.0**2 / mse))
-
-
-def _compare(y: np.ndarray, ref: np.ndarray) -> dict[str, float]:
-    d = np.abs(y.astype(np.int16) - ref)
-    return {"psnr_db": round(_psnr(y, ref), 2), "within_1_lsb": round(float(np.mean(d <= 1)), 5),
-            "max_abs": int(d.max())}
-
-
-class Server:
-    """A ``robust-style serve`` process and a KServe raw-tensor client."""
-
-    def __init__(self, run: Run, device: str, cache: Path, models: Path, *extra: str) -> None:
-        import grpc
-
-        from robust_style.server.client import StyleClient
-        from robust_style.server.protos.inference import grpc_service_pb2_grpc as kgrpc
-
-        with socket.socket() as s1, socket.socket() as s2:
-            s1.bind(("127.0.0.1", 0))
-            s2.bind(("127.0.0.1", 0))
-            self.port, self.metrics_port = s1.getsockname()[1], s2.getsockname()[1]
-        t0 = time.monotonic()
-        self.logf = (run.out / f"serve-{device}-{int(t0)}.log").open("w")
-        self.proc = subprocess.Popen(
-            [PY, "-m", "robust_style", "serve", "--models", models, "--port", str(self.port),
-             "--metrics-port", str(self.metrics_port), "--device", device, "--trt-cache-dir",
-             cache, "--poll-seconds", "0", "--max-batch", "8", *extra],
-            stdout=self.logf, stderr=subprocess.STDOUT, cwd=REPO)
-        client = StyleClient(f"127.0.0.1:{self.port}")
-        if not client.wait_ready(900):
-            self.stop()
-            raise RuntimeError(f"{device} server not ready in 900 s (see {self.logf.name})")
-        self.ready_seconds = time.monotonic() - t0
-        info = client.list_styles()[0]
-        self.style, self.providers = info.name, list(getattr(info, "providers", []))
-        client.close()
-        self.stub = kgrpc.GRPCInferenceServiceStub(grpc.insecure_channel(f"127.0.0.1:{self.port}"))
-
-    def infer(self, x: np.ndarray) -> np.ndarray:
-        from robust_style.server.protos.inference import grpc_service_pb2 as kpb
-
-        req = kpb.ModelInferRequest(model_name=self.style, raw_input_contents=[x.tobytes()])
-        req.inputs.add(name="image", datatype="UINT8", shape=list(x.shape))
-        resp = self.stub.ModelInfer(req, timeout=900)
-        return np.frombuffer(resp.raw_output_contents[0], np.uint8).reshape(x.shape)
-
-    def metric(self, prefix: str) -> float:
-        import urllib.request
-
-        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
-                                      timeout=10).read().decode()
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith(prefix))
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.logf.close()
-
-
-PARITY_SHAPES = [(1, 37, 53), (1, 256, 256), (8, 256, 256), (1, 720, 1280), (1, 1080, 1920)]
-BEYOND = (1, 3000, 3000)  # more pixels than the default TensorRT profiles cover
-
-
-def check_serve(run: Run) -> dict[str, Any]:
-    import onnxruntime as ort
-
-    model = _model(run)
-    cpu = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    refs = {s: cpu.run(None, {"image": _photo(*s[1:], n=s[0])})[0]
-            for s in [*PARITY_SHAPES, BEYOND]}
-    cache, figures, ok = run.tmp / "trt-cache", {}, True
-    for label, device in (("tensorrt_cold", "tensorrt"), ("tensorrt_restart", "tensorrt"),
-                          ("cuda", "cuda")):
-        before = {p: p.stat().st_mtime_ns for p in cache.rglob("*.engine")}
-        srv = Server(run, device, cache, model.parent)
-        try:
-            f: dict[str, Any] = {"ready_seconds": round(srv.ready_seconds, 1),
-                                 "providers": srv.providers}
-            for s, ref in refs.items():
-                f["x".join(map(str, s))] = _compare(srv.infer(_photo(*s[1:], n=s[0])), ref)
-            try:
-                f["fallback_total"] = srv.metric("robust_style_trt_fallback_total")
-            except Exception as exc:  # noqa: BLE001 - metric not there before integration
-                f["fallback_total"] = f"n/a ({exc})"
-        finally:
-            srv.stop()
-        after = {p: p.stat().st_mtime_ns for p in cache.rglob("*.engine")}
-        f["engine_files"] = len(after)
-        if label == "tensorrt_restart":
-            f["engines_rewritten"] = sum(after.get(p) != m for p, m in before.items())
-            cold = figures["tensorrt_cold"]["ready_seconds"]
-            f["ready_vs_cold"] = round(srv.ready_seconds / max(cold, 1e-6), 3)
-            ok &= f["engines_rewritten"] == 0 and len(after) > 0
-        fp16 = device == "tensorrt"
-        worst = min(v["psnr_db"] for k, v in f.items() if isinstance(v, dict))
-        ok &= worst >= (45.0 if fp16 else 50.0)
-        figures[label] = f
-    return {**figures, "ok": ok}
-
-
-# --- 3./4. latency ----------------------------------------------------------------------------
-def _median_ms(fn: Callable[[], Any], n: int) -> float:
-    ts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts) * 1000
-
-
-def check_first_request(run: Run) -> dict[str, Any]:
-    model = _model(run)
-    srv = Server(run, "tensorrt", run.tmp / "trt-cache", model.parent)
-    rng = np.random.default_rng(17)
-    rows, ok = [], True
-    try:
-        for _ in range(10):
-            h = int(rng.integers(64, 2049))
-            w = int(np.clip(h * rng.uniform(0.5, 2.0), 64, 2896))
-            x = _photo(h, w)
-            t0 = time.perf_counter()
-            srv.infer(x)
-            first = (time.perf_counter() - t0) * 1000
-            steady = _median_ms(lambda x=x: srv.infer(x), 5)
-            rows.append({"size": f"{h}x{w}", "first_ms": round(first, 1),
-                         "steady_ms": round(steady, 1), "ratio": round(first / steady, 2)})
-            ok &= first <= 3 * steady
-    finally:
-        srv.stop()
-    return {"sizes": rows, "worst_ratio": max(r["ratio"] for r in rows), "ok": ok}
-
-
-def check_steady(run: Run) -> dict[str, Any]:
-    import onnxruntime as ort
-
-    from robust_style.server.tensorrt import TensorRTConfig
-    from robust_style.server.tensorrt_router import create_router
-
-    model = _model(run)
-    data = model.read_bytes()
-    so = ort.SessionOptions()
-    cuda = [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})]
-    cfg = TensorRTConfig(cache_dir=str(run.tmp / "trt-cache"))
-    import hashlib
-
-    sha = hashlib.sha256(data).hexdigest()
-    engines: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
-    router = create_router(data, sha, cfg, so, True, "image", "stylized")
-    engines["tensorrt_fp16"] = router.run
-    s32 = ort.InferenceSession(data, so, providers=cuda)
-    engines["cuda_fp32"] = lambda x: s32.run(None, {"image": x})[0]
-    if "model_fp16" in run.state:
-        s16 = ort.InferenceSession(str(run.state["model_fp16"]), so, providers=cuda)
-        engines["cuda_fp16_file"] = lambda x: s16.run(None, {"image": x})[0]
-    cpu = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    table: dict[str, Any] = {"engine_report": router.report}
-    for side in (512, 1024):
-        for n in (1, 8):
-            x = _photo(side, side, n)
-            ref = cpu.run(None, {"image": x})[0] if n == 1 else None
-            row: dict[str, Any] = {}
-            for name, fn in engines.items():
-                y = fn(x)  # warm (first run of the shape)
-                row[name] = {"psnr_vs_cpu_fp32": _compare(y, ref)["psnr_db"] if ref is not None
-                             else None}
-            times: dict[str, list[float]] = {k: [] for k in engines}
-            for _ in range(10):  # interleaved
-                for name, fn in engines.items():
-                    t0 = time.perf_counter()
-                    fn(x)
-                    times[name].append(time.perf_counter() - t0)
-            for name in engines:
-                ms = statistics.median(times[name]) * 1000
-                row[name].update(ms=round(ms, 2), img_per_s=round(n / ms * 1000, 1))
-            table[f"{side}x{side}_batch{n}"] = row
-    table["fallbacks"] = router.fallbacks
-    _chart(run, table)
-    return table
-
-
-def _chart(run: Run, table: dict[str, Any]) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    keys = [k for k in table if "batch" in k]
-    names = list(table[keys[0]])
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for i, name in enumerate(names):
-        ax.bar([j + i * 0.25 for j in range(len(keys))], [table[k][name]["ms"] for k in keys],
-               0.25, label=name)
-    ax.set_xticks([j + 0.25 for j in range(len(keys))], keys)
-    ax.set_ylabel("ms per batch (median)")
-    ax.set_yscale("log")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(run.out / "latency.png", dpi=120)
-
-
 # --- 5. the project's benchmarks ------------------------------------------------------------
 def check_bench_server(run: Run) -> dict[str, Any]:
     out = run.out / "bench_server"
     run.sh([PY, "benchmarks/bench_server.py", "--sizes", 256, 512, 1024, "--repeats", 3,
-            "--out", out, "--model", _model(run)], timeout=900)
+            "--out", out, "--model", model_path(run)], timeout=900)
     return {"json": str(out / "serving_bench.json")}
 
 
