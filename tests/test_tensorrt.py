@@ -298,3 +298,19 @@ def test_registry_counts_tensorrt_fallbacks_per_style(tmp_path) -> None:
         assert 'robust_style_trt_fallback_total{style="ident"} 2' in metrics.render()
     finally:
         registry.stop()
+
+
+def test_onnxruntime_engine_survives_tensorrt_failing_to_build(tmp_path) -> None:
+    """Asked for TensorRT where it cannot run, the engine logs, drops TensorRT and serves
+    on what remains (here the CPU), with correct pixels: never an error at load."""
+    from robust_style.server.engines import OnnxRuntimeEngine, ProviderConfig
+
+    if detect_environment().available:
+        pytest.skip("a GPU with TensorRT is present: scripts/gpu_check.sh covers this path")
+    cfg = ProviderConfig(device="tensorrt", trt_cache_dir=str(tmp_path / "c"))
+    engine = OnnxRuntimeEngine(_save_model(tmp_path / "inv.onnx", invert=True), cfg,
+                               [*cfg.candidates(), ("CPUExecutionProvider", {})])
+    assert engine.router is None and engine.devices[0] == "CPUExecutionProvider"
+    assert engine.precision == "fp32" and engine.gate_outputs(np.zeros((1, 8, 8, 3))) == []
+    x = np.random.default_rng(1).integers(0, 256, (2, 9, 11, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(engine.run(x), 255 - x)
