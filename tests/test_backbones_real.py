@@ -77,3 +77,65 @@ def test_train_two_steps_with_alexnet(tmp_path: Path, photo_dir: Path, shared_al
                  str(shared_alexnet), "--image-size", "64", "--batch-size", "2",
                  "--max-steps", "2", "--workers", "0", "--sample-interval", "0"]) == 0
     assert (run / "style_model.pt").is_file()
+
+
+def _keras_h5_from(state_dict: dict, path: Path) -> Path:
+    """Write ``vgg19().features`` weights in the layout of Keras' notop .h5 (BGR, HWIO)."""
+    h5py = pytest.importorskip("h5py")
+    index = 0
+    with h5py.File(path, "w") as f:
+        for block, n in enumerate((2, 2, 4, 4, 4), start=1):
+            for i in range(1, n + 1):
+                name = f"block{block}_conv{i}"
+                w = state_dict[f"{index}.weight"]
+                if index == 0:
+                    w = w.flip(1)
+                g = f.create_group(name)
+                g.attrs["weight_names"] = [f"{name}_W_1:0".encode(), f"{name}_b_1:0".encode()]
+                g[f"{name}_W_1:0"] = w.permute(2, 3, 1, 0).numpy()
+                g[f"{name}_b_1:0"] = state_dict[f"{index}.bias"].numpy()
+                index += 2
+            index += 1
+    return path
+
+
+def test_keras_h5_converts_exactly_and_its_md5_is_checked(tmp_path: Path, shared_vgg19: Path,
+                                                          capsys: pytest.CaptureFixture[str]
+                                                          ) -> None:
+    from robust_style.perceptual.weights.keras_h5 import convert_keras_vgg19
+
+    ref = torch.load(shared_vgg19, weights_only=True)
+    h5 = _keras_h5_from(ref, tmp_path / "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    got = convert_keras_vgg19(h5)
+    assert sorted(got) == sorted(ref) and all(torch.equal(got[k], ref[k]) for k in ref)
+    # Not Keras' file (another md5): refused, one line, nothing cached.
+    assert main(["weights", "import", "vgg19-caffe-keras", str(h5), "--home",
+                 str(tmp_path / "home")]) == 2
+    err = capsys.readouterr().err
+    assert "md5" in err and "253f8cb515780f3b799900260a226db6" in err and err.count("\n") == 1
+    assert not (tmp_path / "home" / "weights" / "vgg19-caffe-keras.pt").exists()
+    # An h5 file for an entry that is not VGG-19.
+    assert main(["weights", "import", "alexnet", str(h5), "--home", str(tmp_path / "h")]) == 2
+    assert "Keras" in capsys.readouterr().err
+
+
+def test_rf_of_the_first_style_layers_with_real_alexnet(photo_dir: Path, tmp_path: Path,
+                                                        shared_alexnet: Path,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    import csv
+
+    out = tmp_path / "rf"
+    assert main(["analyze", "robustness", "--backbone", "alexnet", "--backbone-weights",
+                 str(shared_alexnet), "--backbone", "vgg19", "--backbone-weights", "random",
+                 "--first-style-layers", "2", "--images", str(photo_dir), "--out", str(out),
+                 "--image-size", "64", "--max-images", "3", "--steps", "2",
+                 "--no-progress"]) == 0
+    with open(out / "robustness.csv", newline="") as fh:
+        rows = [(r["backbone"], r["layer"], float(r["r"])) for r in csv.DictReader(fh)]
+    assert [r[:2] for r in rows] == [("alexnet", "relu1"), ("alexnet", "relu2"),
+                                     ("vgg19", "relu1_1"), ("vgg19", "relu2_1")]
+    assert rows[0][2] < rows[1][2]  # the real AlexNet's first layer is the more robust
+    assert main(["analyze", "robustness", "--backbone", "alexnet", "--first-style-layers", "0",
+                 "--images", str(photo_dir), "--out", str(out)]) == 2
+    assert "at least 1" in capsys.readouterr().err

@@ -74,8 +74,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="images are resized and centre-cropped to this square (default 128)")
     p.add_argument("--max-images", type=int, default=16,
                    help="use at most this many images (default 16)")
-    p.add_argument("--layers", metavar="LAYER", nargs="+",
-                   help="only these tap layers (default: every tap layer of each backbone)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--layers", metavar="LAYER", nargs="+",
+                       help="only these tap layers (default: every tap layer of each backbone)")
+    which.add_argument("--first-style-layers", type=int, metavar="N",
+                       help="only the first N default style layers of each backbone (Ilyas et "
+                       "al.'s figure: N=4)")
     p.add_argument("--eps", type=float, default=1.0,
                    help="L2 radius of the perturbation in [0,1] pixel units (default 1.0)")
     p.add_argument("--steps", type=int, default=10, help="PGD steps (default 10)")
@@ -117,6 +121,8 @@ def _run(args: argparse.Namespace) -> int:
     from robust_style.errors import UserError
     from robust_style.perceptual import BACKBONES, build_loss_network
 
+    if args.first_style_layers is not None and args.first_style_layers < 1:
+        raise UserError("--first-style-layers must be at least 1")
     if args.max_images < 2:
         raise UserError("--max-images must be at least 2 (R(f) compares pairs of images)")
     cfg = RobustnessConfig(eps=args.eps, steps=args.steps, step_size=args.step_size,
@@ -138,8 +144,11 @@ def _run(args: argparse.Namespace) -> int:
     for arch, path in resolved:
         net = build_loss_network(arch, path, pooling=args.pooling, trust=args.trust_checkpoint,
                                  device=device)
-        layers = list(net.layers) if not args.layers else [
-            name for name in net.layers if name in args.layers]
+        if args.first_style_layers:
+            layers = list(BACKBONES[arch].style_layers[:args.first_style_layers])
+        else:
+            layers = list(net.layers) if not args.layers else [
+                name for name in net.layers if name in args.layers]
         if not layers:
             raise UserError(f"none of --layers {' '.join(args.layers)} is a tap layer of {arch} "
                             f"({', '.join(net.layers)})")

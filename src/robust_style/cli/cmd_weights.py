@@ -133,9 +133,19 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
+    from robust_style.errors import UserError
+    from robust_style.perceptual.weights import keras_h5
     from robust_style.perceptual.weights.store import import_file
 
     entry = _registry(args).get_entry(args.name)
+    if args.file.is_file() and keras_h5.is_hdf5(args.file):
+        if entry.backbone != "vgg19-caffe":
+            raise UserError(f"{args.file} is an HDF5 (Keras) file; only Keras' VGG-19 can be "
+                            "imported from one: robust-style weights import vgg19-caffe-keras FILE")
+        path, result = keras_h5.import_keras_vgg19(entry, args.file, home=args.home)
+        _out(f"{entry.name}: converted {args.file} (Keras md5 checked) -> {path} "
+             f"({result.size} bytes, sha256 {result.sha256}; {result.summary})")
+        return 0
     path, result = import_file(entry, args.file, home=args.home, link=args.link,
                                trust=args.trust_checkpoint)
     how = "linked" if args.link else "copied"
