@@ -51,9 +51,9 @@ def test_help_of_every_command_works_without_the_train_extra() -> None:
     proc = run_without(TRAIN_ONLY, "--help")
     assert proc.returncode == 0, proc.stderr
     commands = [c for c in ("serve", "styles", "stylize", "demo", "train", "export", "weights",
-                            "analyze", "optimize", "backbone", "evaluate")
+                            "analyze", "optimize", "backbone", "evaluate", "tune")
                 if f"    {c} " in proc.stdout]
-    assert len(commands) == 11, proc.stdout
+    assert len(commands) == 12, proc.stdout
     for command in commands:
         proc = run_without(TRAIN_ONLY, command, "--help")
         assert proc.returncode == 0, (command, proc.stderr)
@@ -65,6 +65,8 @@ def test_help_of_every_command_works_without_the_train_extra() -> None:
     ["export", "run", "-o", "x.onnx"],
     ["weights", "list"],
     ["evaluate", "x.onnx", "--photos", ".", "--artwork", "x.jpg"],
+    ["tune", "--backbone", "alexnet", "--style", "x.jpg", "--content", ".", "--photos", ".",
+     "--out", "t"],
     ["optimize", "--style", "x.jpg", "--content", "y.jpg", "-o", "out.png", "--backbone", "vgg16"],
 ])
 def test_a_command_of_a_missing_extra_exits_2_naming_it(argv: list[str], tmp_path: Path) -> None:

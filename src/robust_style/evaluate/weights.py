@@ -33,9 +33,9 @@ JUDGE_ENTRIES: dict[str, tuple[str, ...]] = {
     "lpips": ("lpips-alex-v0.1",),
 }
 _HOW = {
-    "vgg19": "`robust-style weights import vgg19-caffe-keras vgg19_weights_tf_dim_ordering_"
-             "tf_kernels_notop.h5` (Keras' VGG-19 release) or `robust-style weights import "
-             "vgg19-caffe FILE`",
+    "vgg19": "`robust-style weights download vgg19-caffe-keras` (Keras' VGG-19 release, "
+             "converted; or `weights import vgg19-caffe-keras FILE.h5`) or `robust-style "
+             "weights import vgg19-caffe FILE`",
     "alexnet": "`robust-style weights download alexnet` (torchvision's AlexNet) or "
                "`robust-style weights import alexnet-features FILE`",
     "lpips": "`robust-style weights download lpips-alex-v0.1` (or pip install lpips, "

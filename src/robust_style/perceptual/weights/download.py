@@ -35,6 +35,7 @@ from robust_style.perceptual.weights.cache import (
     expected_sha256,
     file_sha256,
 )
+from robust_style.perceptual.weights.keras_h5 import install_keras_vgg19, is_hdf5
 from robust_style.perceptual.weights.registry import WeightsEntry
 from robust_style.perceptual.weights.store import (
     CheckResult,
@@ -287,6 +288,10 @@ def _download_locked(entry: WeightsEntry, part: Path, sources: tuple[str, ...],
     for i, url in enumerate(sources):
         try:
             _fetch(url, part, entry, cfg)
+            if is_hdf5(part):  # Keras' VGG-19 release: md5 checked, converted, installed
+                path, result = install_keras_vgg19(entry, part, source=url, home=home)
+                _discard(part)
+                return path, result
             result = check_file(entry, part, trust=trust, progress=cfg.progress)
         except _NetError as exc:
             failures.append(str(exc))

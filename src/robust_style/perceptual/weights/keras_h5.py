@@ -24,7 +24,8 @@ from robust_style.perceptual.weights.cache import cache_dir, cached_path, temp_p
 from robust_style.perceptual.weights.registry import WeightsEntry
 from robust_style.perceptual.weights.store import CheckResult, MismatchError, check_file, install
 
-__all__ = ["KERAS_VGG19_NOTOP_MD5", "convert_keras_vgg19", "import_keras_vgg19", "is_hdf5"]
+__all__ = ["KERAS_VGG19_NOTOP_MD5", "convert_keras_vgg19", "import_keras_vgg19",
+           "install_keras_vgg19", "is_hdf5"]
 
 log = logging.getLogger(__name__)
 
@@ -80,28 +81,35 @@ def convert_keras_vgg19(path: str | Path) -> dict:
     return sd
 
 
-def import_keras_vgg19(entry: WeightsEntry, file: str | Path, *, home: Path | None = None
-                       ) -> tuple[Path, CheckResult]:
+def install_keras_vgg19(entry: WeightsEntry, src: Path, *, source: str,
+                        home: Path | None = None) -> tuple[Path, CheckResult]:
     """Check the h5's md5, convert, check the result loads, install it as ``entry``."""
     import torch
 
-    src = Path(file).expanduser()
-    if not src.is_file():
-        raise UserError(f"file not found: {src}")
     md5 = _md5(src)
     if md5 != KERAS_VGG19_NOTOP_MD5:
-        raise MismatchError(f"cannot import {src} as {entry.name}: md5 {md5}, but Keras pins "
-                            f"{KERAS_VGG19_NOTOP_MD5} for vgg19_weights_tf_dim_ordering_tf_"
-                            "kernels_notop.h5")
+        raise MismatchError(f"md5 {md5} of {src}, but Keras pins {KERAS_VGG19_NOTOP_MD5} "
+                            "for vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
     sd = convert_keras_vgg19(src)
     cache_dir(home).mkdir(parents=True, exist_ok=True)
     tmp = temp_path(cached_path(entry, home))
     try:
         torch.save(sd, tmp)
         result = check_file(entry, tmp, progress=False)
-        dest = install(entry, tmp, result, source=f"keras-h5:{src.resolve()} md5 {md5}",
-                       home=home)
+        dest = install(entry, tmp, result, source=f"{source} (md5 {md5})", home=home)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return dest, result
+
+
+def import_keras_vgg19(entry: WeightsEntry, file: str | Path, *, home: Path | None = None
+                       ) -> tuple[Path, CheckResult]:
+    """``robust-style weights import vgg19-caffe-keras FILE.h5``."""
+    src = Path(file).expanduser()
+    if not src.is_file():
+        raise UserError(f"file not found: {src}")
+    try:
+        return install_keras_vgg19(entry, src, source=f"keras-h5:{src.resolve()}", home=home)
+    except MismatchError as exc:
+        raise MismatchError(f"cannot import {src} as {entry.name}: {exc}") from None
