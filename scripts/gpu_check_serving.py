@@ -112,6 +112,19 @@ class Server:
                      for line in self.metrics_text().splitlines()
                      if line.startswith("robust_style_engine_info{")), "")
 
+    def gpu_memory_mb(self) -> float | None:
+        """GPU memory the server process holds (``nvidia-smi``): checks the activation
+        budget of the TensorRT profiles (docs/serving.md, "TensorRT profiles")."""
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory",
+                                  "--format=csv,noheader,nounits"], capture_output=True,
+                                 text=True, timeout=30, check=True).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+        used = [float(m) for pid, m in (line.split(",")[:2] for line in out.splitlines()
+                                        if "," in line) if int(pid) == self.proc.pid]
+        return sum(used) if used else None
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -139,7 +152,8 @@ def check_serve(run: Run) -> dict[str, Any]:
         srv = Server(run, device, cache, model.parent)
         try:
             f: dict[str, Any] = {"ready_seconds": round(srv.ready_seconds, 1),
-                                 "providers": srv.providers, "engine": srv.engine_info()}
+                                 "providers": srv.providers, "engine": srv.engine_info(),
+                                 "gpu_memory_mb_after_warmup": srv.gpu_memory_mb()}
             for s, ref in refs.items():
                 f["x".join(map(str, s))] = _compare(srv.infer(_photo(*s[1:], n=s[0])), ref)
             try:
