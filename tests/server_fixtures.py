@@ -14,6 +14,7 @@ from PIL import Image
 
 from robust_style.server.app import ServerConfig, StyleServer
 from robust_style.server.batching import BatchConfig
+from robust_style.server.engines import EngineConfig
 from robust_style.server.models import RegistryConfig
 from robust_style.server.rpc import Limits
 
@@ -77,7 +78,9 @@ def start_server(models: Path, **kw: object) -> StyleServer:
     batch = kw.pop("batch", BatchConfig(max_batch=0))
     poll = kw.pop("poll_seconds", 0.0)
     limits = kw.pop("limits", Limits(max_pixels=1_000_000))
-    reg = RegistryConfig(models_dir=models, batch=batch, poll_seconds=poll, warmup_side=32)  # type: ignore[arg-type]
+    engine = kw.pop("engine", EngineConfig())
+    reg = RegistryConfig(models_dir=models, batch=batch, poll_seconds=poll, warmup_side=32,  # type: ignore[arg-type]
+                         engine=engine)  # type: ignore[arg-type]
     cfg = ServerConfig(registry=reg, port=0, metrics_port=0, limits=limits, grace_seconds=5.0,
                        **kw)  # type: ignore[arg-type]
     server = StyleServer(cfg).start()
