@@ -17,14 +17,15 @@ case "$job" in
   *) echo "usage: scripts/setup.sh [base|train|dev]" >&2; exit 2 ;;
 esac
 if [ ! -x .venv/bin/python ]; then
+  # The venv's own pip (Python >= 3.10 ships pip >= 22: editable installs, the resolver)
+  # is enough; not upgrading it saves a round trip to the index.
   "$PY" -m venv .venv
-  .venv/bin/python -m pip install --quiet --upgrade pip
 fi
 if [ "$job" != base ]; then
   # torch/torchvision pinned to the releases this project is tested with.
   .venv/bin/python -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
 fi
-.venv/bin/python -m pip install --quiet -e ".${extra}"
+.venv/bin/python -m pip install --quiet --no-compile -e ".${extra}"
 if [ "$job" = dev ]; then
   # perf_analyzer (dev extra) links libb64 (Debian: libb64-0d); the tests that run it skip
   # with this reason when it is missing.

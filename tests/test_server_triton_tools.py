@@ -166,6 +166,7 @@ def test_load_unload_and_repository_index(server: StyleServer, models_dir: Path,
     assert not client.is_model_ready("tiny2") and client.is_model_ready("tiny")
     index = {m.name: m for m in client.get_model_repository_index().models}
     assert (index["tiny2"].state, index["tiny2"].reason) == ("UNAVAILABLE", "unloaded")
+    assert index["tiny2"].version == "1"  # the last version, as Triton shows it
     stub = kpb_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(server.address))
     ready = stub.RepositoryIndex(kpb.RepositoryIndexRequest(ready=True)).models
     assert [m.name for m in ready] == ["tiny"]
@@ -185,8 +186,8 @@ def test_load_unload_and_repository_index(server: StyleServer, models_dir: Path,
     (models_dir / "broken.onnx").write_bytes(b"not an onnx model" * 20)
     with pytest.raises(InferenceServerException) as info:
         client.load_model("broken")
-    assert "FAILED_PRECONDITION" in _status(info.value)
-    assert "broken.onnx" in info.value.message() and "load" in info.value.message()
+    assert "INVALID_ARGUMENT" in _status(info.value)  # Triton's code for a failed load
+    assert "broken.onnx" in info.value.message() and "load failed" in info.value.message()
     index = {m.name: m for m in client.get_model_repository_index().models}
     assert index["broken"].state == "UNAVAILABLE" and index["broken"].reason
     assert index["tiny"].state == index["tiny2"].state == "READY"
@@ -196,7 +197,7 @@ def test_load_unload_and_repository_index(server: StyleServer, models_dir: Path,
     shutil.copy(model_store / "tiny.onnx", models_dir / "later.onnx")
     with pytest.raises(InferenceServerException) as info:
         client.load_model("later")  # its style name "tiny" is served from tiny.onnx
-    assert "FAILED_PRECONDITION" in _status(info.value) and "already served" in \
+    assert "INVALID_ARGUMENT" in _status(info.value) and "already served" in \
         info.value.message()
 
     for call in (client.load_model, client.unload_model):

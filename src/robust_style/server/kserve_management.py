@@ -14,8 +14,10 @@
   ignored); see :mod:`robust_style.server.repository`. Load parameters (Triton's config
   override and ``file:`` uploads) are refused with INVALID_ARGUMENT.
 
-Unknown models and versions are NOT_FOUND with the available names; a load that fails is
-FAILED_PRECONDITION with the reason (the styles already served keep serving).
+Unknown models and versions are NOT_FOUND with the available names (Triton answers some of
+these INVALID_ARGUMENT or INTERNAL, an unknown unload OK; docs/serving.md compares); a load
+that fails is INVALID_ARGUMENT with the reason, as in Triton, and the styles already served
+keep serving.
 """
 
 from __future__ import annotations
@@ -108,8 +110,8 @@ class KServeManagement:
             raise ServiceError(_NOT_FOUND, f"no model {request.model_name!r} in the models "
                                f"folder; available: {self._names()}") from None
         except LoadError as exc:
-            raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION,
-                               f"failed to load {request.model_name!r}: {exc}") from None
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,  # as Triton answers it
+                               f"load failed for model {request.model_name!r}: {exc}") from None
         return pb.RepositoryModelLoadResponse()
 
     def RepositoryModelUnload(self, request, context):  # noqa: N802, ANN001, ANN201

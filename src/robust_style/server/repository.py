@@ -143,7 +143,10 @@ class RepositoryControl:
                               f"{other.file if other else 'another file'}")
                 else:
                     reason = state.error or "not loaded"
-                out.append(ModelState(name or Path(fname).stem, "", "UNAVAILABLE", reason, fname))
+                # Triton keeps showing the version of a model that is not available
+                version = str(self._versions[name]) if name in self._versions else ""
+                out.append(ModelState(name or Path(fname).stem, version, "UNAVAILABLE", reason,
+                                      fname))
         if ready_only:
             out = [m for m in out if m.state == "READY"]
         return sorted(out, key=lambda m: (m.name, m.file))
