@@ -1,59 +1,74 @@
-"""Seconds per training step for each loss network, fp32 and bf16, in one run.
+"""Seconds per training step: the reference loop vs ours, per loss network and precision.
 
-A step is what ``robust-style train`` does per batch: the transformer forward, the loss
-network on the output and on the content batch, backward and an Adam update. Weights
-are random (speed does not depend on their values), so this runs anywhere.
+A step is one batch of training: the transformer forward, the loss network on the
+output and the content batch, backward and an Adam update.
 
-Target (issue 3): the robust ResNet-50 step <= 0.5x the VGG-16 step at fp32.
+* ``reference``: the loop of pytorch/examples' ``fast_neural_style``
+  (:mod:`reference_loop`): eager fp32, torchvision VGG-16 to relu4_3, MSELoss on Gram
+  matrices, Adam, two ``.item()`` per step.
+* ``ours``: ``robust-style train``'s step (:class:`~robust_style.transformer_net.step.TrainStep`)
+  with its defaults (``--precision auto``, channels_last, ``--compile auto``), for
+  ``vgg16``, ``vgg16-caffe`` and ``robust-resnet50``, at fp32 and at the default
+  precision.
 
-    python benchmarks/bench_train.py                      # 256 px, batch 4, CPU
+Weights are random (speed does not depend on their values), so this runs anywhere. The
+variants run interleaved (one step of each per round), so a change of machine load hits
+them all alike; medians are reported with the CPU model and the load average.
+
+Target (issue 16): our default step with the same loss network (vgg16) >= 2x the
+reference's speed.
+
+    python benchmarks/bench_train.py                      # 256 px, batch 4
+    python benchmarks/bench_train.py --ablations          # + NCHW variants
     python benchmarks/bench_train.py --device cuda --repeats 20
-
-Prints a table (median of --repeats after --warmup) and saves a bar chart PNG.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import time
-from contextlib import nullcontext
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from reference_loop import ReferenceStep, ReferenceVGG16
+from time_to_quality import cpu_model
 
 from robust_style.perceptual import BACKBONES, LossWeights, PerceptualLoss, build_loss_network
 from robust_style.transformer_net import TransformerNet
+from robust_style.transformer_net.fastpath import compile_step, to_channels_last, wants_compile
+from robust_style.transformer_net.runtime import cpu_has_native_bf16, resolve_precision
+from robust_style.transformer_net.step import TrainStep
 
 
-def step_time(backbone: str, precision: str, size: int, batch: int, warmup: int, repeats: int,
-              device: torch.device) -> float:
+def reference_step(size: int, device: torch.device) -> Callable[[torch.Tensor], object]:
+    torch.manual_seed(0)
+    vgg = ReferenceVGG16().to(device)
+    step = ReferenceStep(vgg, torch.rand(1, 3, size, size, device=device), 1e5, 1e10,
+                         net=TransformerNet().to(device))
+    return step
+
+
+def our_step(backbone: str, precision: str, size: int, device: torch.device,
+             channels_last: bool = True, compile_choice: str = "auto"
+             ) -> Callable[[torch.Tensor], object]:
     torch.manual_seed(0)
     spec = BACKBONES[backbone]
     loss_net = build_loss_network(backbone, None, device=device)
-    style = torch.rand(1, 3, size, size, device=device)
-    crit = PerceptualLoss(loss_net, style, LossWeights(1.0, 1.0, 1.0), spec.style_layers,
-                          spec.content_layer)
+    crit = PerceptualLoss(loss_net, torch.rand(1, 3, size, size, device=device),
+                          LossWeights(1.0, 1.0, 1.0), spec.style_layers, spec.content_layer)
     net = TransformerNet().to(device).train()
+    if channels_last:
+        to_channels_last(net, loss_net)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    x = torch.rand(batch, 3, size, size, device=device)
-    ctx = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
-           else nullcontext())
-    times = []
-    for i in range(warmup + repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        with ctx:
-            loss, _ = crit(net(x), x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    step = TrainStep(net, crit, opt, torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
+                     device, precision, channels_last=channels_last)
+    if wants_compile(compile_choice, device):
+        compile_step(step)
+    return step
 
 
 def main() -> None:
@@ -63,29 +78,61 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--backbones", default="robust-resnet50,vgg16,vgg19")
-    ap.add_argument("--precisions", default="fp32,bf16")
+    ap.add_argument("--backbones", default="vgg16,vgg16-caffe,robust-resnet50")
+    ap.add_argument("--ablations", action="store_true",
+                    help="also our vgg16 step in NCHW (no channels_last), both precisions")
     ap.add_argument("--out", type=Path, default=Path("docs/img/bench_train.png"))
     args = ap.parse_args()
     device = torch.device(args.device)
-    backbones = args.backbones.split(",")
-    precisions = args.precisions.split(",")
-    print(f"# training step, {args.size} px, batch {args.batch}, {device}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"median of {args.repeats}")
-    results: dict[tuple[str, str], float] = {}
-    for prec in precisions:
-        for bb in backbones:
-            results[(bb, prec)] = step_time(bb, prec, args.size, args.batch, args.warmup,
-                                            args.repeats, device)
-            print(f"{bb:16s} {prec:5s} {results[(bb, prec)]:8.3f} s/step", flush=True)
-    for prec in precisions:
-        if ("robust-resnet50", prec) in results and ("vgg16", prec) in results:
-            ratio = results[("robust-resnet50", prec)] / results[("vgg16", prec)]
-            verdict = "meets" if ratio <= 0.5 else "MISSES"
-            print(f"robust-resnet50 / vgg16 at {prec}: {ratio:.2f}x "
-                  f"({verdict} the <= 0.5x target)" if prec == "fp32" else
-                  f"robust-resnet50 / vgg16 at {prec}: {ratio:.2f}x")
+    default = resolve_precision("auto", device)
+    precisions = ["fp32"] if default == "fp32" else ["fp32", default]
+
+    variants: dict[str, Callable[[torch.Tensor], object]] = {
+        "reference (vgg16, fp32)": reference_step(args.size, device)}
+    for bb in args.backbones.split(","):
+        for prec in precisions:
+            variants[f"ours {bb} {prec}"] = our_step(bb, prec, args.size, device)
+    if args.ablations:
+        for prec in precisions:
+            variants[f"ours vgg16 {prec} NCHW"] = our_step("vgg16", prec, args.size, device,
+                                                           channels_last=False)
+    x = torch.rand(args.batch, 3, args.size, args.size, device=device)
+    load_before = os.getloadavg()
+    print(f"# training step, {args.size} px, batch {args.batch}, {device}, {cpu_model()} "
+          f"(native bf16: {cpu_has_native_bf16()}), torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; default precision {default}; "
+          f"interleaved, median of {args.repeats} after {args.warmup} warm-up", flush=True)
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for r in range(args.warmup + args.repeats):
+        for name, step in variants.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            step(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if r >= args.warmup:
+                times[name].append(time.perf_counter() - t0)
+        print(f"round {r + 1}/{args.warmup + args.repeats} done, load {os.getloadavg()[0]:.1f}",
+              flush=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    ref = med["reference (vgg16, fp32)"]
+    print("\n| step | s/step (median) | speed vs reference |\n|---|---|---|")
+    for k, v in med.items():
+        print(f"| {k} | {v:.3f} | {ref / v:.2f}x |")
+    target = f"ours vgg16 {default}"
+    verdict = "meets" if ref / med[target] >= 2 else "MISSES"
+    print(f"\nour default step (vgg16, {default}) vs reference: {ref / med[target]:.2f}x "
+          f"({verdict} the >= 2x target); at --precision fp32: "
+          f"{ref / med['ours vgg16 fp32']:.2f}x")
+    load_after = os.getloadavg()
+    print(f"load average (1/5/15 min) before {load_before}, after {load_after}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps({
+        "size": args.size, "batch": args.batch, "device": str(device), "cpu": cpu_model(),
+        "native_bf16": cpu_has_native_bf16(), "threads": torch.get_num_threads(),
+        "default_precision": default, "median_s": med, "all_s": times,
+        "load_before": load_before, "load_after": load_after}, indent=2))
     try:
         import matplotlib
 
@@ -94,17 +141,17 @@ def main() -> None:
     except ImportError:
         print("matplotlib not installed: no chart")
         return
-    fig, ax = plt.subplots(figsize=(7, 4))
-    width = 0.8 / len(precisions)
-    for j, prec in enumerate(precisions):
-        xs = [i + j * width for i in range(len(backbones))]
-        ax.bar(xs, [results[(b, prec)] for b in backbones], width, label=prec)
-    ax.set_xticks([i + width * (len(precisions) - 1) / 2 for i in range(len(backbones))])
-    ax.set_xticklabels(backbones)
-    ax.set_ylabel("seconds per step (median)")
-    ax.set_title(f"Training step, {args.size} px, batch {args.batch}, {device}")
-    ax.legend()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    names = list(med)
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1.5))
+    colors = ["#888888" if n.startswith("reference") else
+              ("#1f77b4" if "fp32" in n else "#ff7f0e") for n in names]
+    ax.barh(names[::-1], [med[n] for n in names][::-1], color=colors[::-1])
+    for i, n in enumerate(names[::-1]):
+        ax.text(med[n], i, f" {med[n]:.2f} s ({ref / med[n]:.2f}x)", va="center", fontsize=8)
+    ax.set_xlabel("seconds per step (median, lower is better)")
+    ax.set_title(f"Training step, {args.size} px, batch {args.batch}, {cpu_model()}, "
+                 f"load {load_before[0]:.1f}", fontsize=9)
+    ax.set_xlim(0, max(med.values()) * 1.35)
     fig.tight_layout()
     fig.savefig(args.out, dpi=120)
     print(f"chart: {args.out}")

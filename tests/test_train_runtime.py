@@ -172,3 +172,19 @@ def test_no_host_sync_inside_a_step() -> None:
         step(x)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_max_minutes_stops_at_a_log_row_and_resume_continues(tmp_path: Path, photo_dir: Path,
+                                                             style_image: Path) -> None:
+    common = dict(style=str(style_image), content=str(photo_dir), backbone="vgg16",
+                  image_size=32, batch_size=2, workers=0, log_interval=2, sample_interval=0,
+                  precision="fp32")
+    run = tmp_path / "timed"
+    first = train(TrainConfig(out=str(run), max_steps=50, max_minutes=1e-6, **common))
+    assert first.steps == 2  # the first log row is past the budget
+    assert load_style_model(run).meta["steps"] == 2
+    resumed = train(TrainConfig(style="", content="", out=str(run)), resume=True,
+                    overrides={"max_minutes": 60.0, "max_steps": 4})
+    assert resumed.steps == 4
+    with (run / "log.csv").open(newline="") as fh:
+        assert [int(r["step"]) for r in csv.DictReader(fh)] == [2, 4]

@@ -11,7 +11,8 @@ __all__ = ["register"]
 # Options whose value is copied into TrainConfig under the same name.
 _FIELDS = (
     "style", "content", "out", "backbone", "backbone_weights", "trust_checkpoint", "name",
-    "image_size", "style_size", "batch_size", "lr", "epochs", "max_steps", "content_weight",
+    "image_size", "style_size", "batch_size", "lr", "epochs", "max_steps", "max_minutes",
+    "content_weight",
     "style_weight", "tv_weight", "style_layers", "content_layer", "pooling", "seed", "device",
     "precision", "workers", "checkpoint_interval", "sample_interval", "log_interval",
     "keep_checkpoints", "sample_image", "compile", "channels_last",
@@ -57,6 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
     p.add_argument("--epochs", type=int, help="passes over the photos (default 2)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps (overrides epochs)")
+    p.add_argument("--max-minutes", type=float, metavar="M",
+                   help="also stop (saving the model) after M minutes of training; checked "
+                   "every --log-interval steps")
     p.add_argument("--content-weight", type=_weight, help="number or 'auto' (default: per backbone)")
     p.add_argument("--style-weight", type=_weight, help="number or 'auto' (default: per backbone)")
     p.add_argument("--tv-weight", type=_weight, help="number or 'auto' (default: per backbone)")

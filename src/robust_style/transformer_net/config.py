@@ -62,6 +62,7 @@ class TrainConfig:
     lr: float = 1e-3
     epochs: int = 2
     max_steps: int | None = None
+    max_minutes: float | None = None
     content_weight: float | str | None = None
     style_weight: float | str | None = None
     tv_weight: float | str | None = None
@@ -92,6 +93,8 @@ class TrainConfig:
             (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
             (self.max_steps is None or self.max_steps >= 1,
              f"--max-steps must be >= 1, got {self.max_steps}"),
+            (self.max_minutes is None or self.max_minutes > 0,
+             f"--max-minutes must be > 0, got {self.max_minutes}"),
             (self.pooling in ("max", "avg"), f"--pooling must be max or avg, got {self.pooling}"),
             (self.precision in PRECISIONS,
              f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision}"),

@@ -63,6 +63,7 @@ from robust_style.transformer_net.run_files import RunFiles
 from robust_style.transformer_net.runlog import CsvLog, LossWindow, log_fields
 from robust_style.transformer_net.runtime import (
     DistContext,
+    broadcast_from_main,
     resolve_precision,
     select_device,
     setup_distributed,
@@ -250,6 +251,8 @@ class _Trainer:
                     csv_log.write(row)
                     bar.set_postfix(**{k: row[k] for k in means}, img_s=row["images_per_s"])
                 t_window = now
+                if self._out_of_time(now - t_start):
+                    break
             if step % config.checkpoint_interval == 0 and step != self.total:
                 # Never checkpoint weights a non-finite loss has reached (all ranks check).
                 self._stop_if(window.any_nonfinite(dctx.enabled), step)
@@ -266,6 +269,16 @@ class _Trainer:
         if dctx.enabled:
             torch.distributed.barrier()
         return TrainResult(files.run, result_path, step, config)
+
+    def _out_of_time(self, elapsed_s: float) -> bool:
+        """``--max-minutes`` reached (rank 0's clock decides for every rank)."""
+        if self.config.max_minutes is None:
+            return False
+        flag = [1.0 if elapsed_s >= 60 * self.config.max_minutes else 0.0]
+        if broadcast_from_main(flag, self.dctx, self.device)[0] > 0:
+            log.info("--max-minutes %g reached after %.0f s", self.config.max_minutes, elapsed_s)
+            return True
+        return False
 
     def _stop_if(self, nonfinite: bool, step: int) -> None:
         if nonfinite and self.config.precision != "fp16":  # fp16: the grad scaler skips them
