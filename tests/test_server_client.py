@@ -129,3 +129,36 @@ def test_stylize_refuses_a_style_name_that_is_not_a_safe_file_name(
     assert main(argv) == 2
     assert "unusable style name" in capsys.readouterr().err
     assert not list(tmp_path.parent.glob("**/*escaped*"))
+
+
+def test_unreadable_files_are_one_line_client_errors(server: StyleServer, tmp_path: Path) -> None:
+    good = tmp_path / "good.png"
+    Image.fromarray(photo("rocket", 32)).save(good)
+    with StyleClient(server.address) as client:
+        for bad in (tmp_path / "missing.jpg", tmp_path):
+            with pytest.raises(ClientError, match="cannot read image file") as info:
+                client.stylize(bad, "tiny")
+            assert "\n" not in str(info.value) and str(bad) in str(info.value)
+        got = []
+        with pytest.raises(ClientError) as info:
+            for res in client.stylize_stream([good, tmp_path / "missing.jpg", good], "tiny"):
+                got.append(res.id)
+        assert got == ["0"]  # the frame before the missing file was answered
+        assert "missing.jpg" in str(info.value) and "UNKNOWN" not in str(info.value)
+        assert client.stylize(good, "tiny").style == "tiny"  # the client still works
+
+
+def test_verbose_flag_raises_the_log_level() -> None:
+    import subprocess
+    import sys
+
+    code = ("import logging, sys\nfrom robust_style.cli import main\n"
+            "main(sys.argv[1:-1] + ['styles', '--server', '127.0.0.1:' + sys.argv[-1], "
+            "'--timeout', '1'])\nprint(logging.getLevelName(logging.getLogger().level))")
+    with socket.socket() as s:  # a free port: nothing answers there
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    levels = [subprocess.run([sys.executable, "-c", code, *flags, port], capture_output=True,
+                             text=True, timeout=60).stdout.split()[-1]
+              for flags in ([], ["-v"], ["-q"])]
+    assert levels == ["INFO", "DEBUG", "WARNING"]

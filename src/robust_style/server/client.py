@@ -137,7 +137,14 @@ class StyleClient:
     def _request(image: bytes | str | Path, style: str, strength: float | None,
                  preserve_color: bool, max_side: int, format: str, quality: int,
                  id: str = "") -> pb.StylizeRequest:
-        data = image if isinstance(image, bytes | bytearray) else Path(image).read_bytes()
+        if isinstance(image, bytes | bytearray):
+            data = image
+        else:
+            try:
+                data = Path(image).read_bytes()
+            except OSError as exc:
+                raise ClientError(f"cannot read image file {image}: "
+                                  f"{exc.strerror or type(exc).__name__}") from None
         if format.lower() not in _FORMATS:
             raise ClientError(f"unknown format {format!r}; use png or jpeg")
         if not 0 <= max_side <= 0xFFFFFFFF:  # a uint32 field
@@ -173,20 +180,36 @@ class StyleClient:
                        timeout: float | None = None, **options: Any) -> Iterator[StylizeResult]:
         """Stylise a sequence of frames over one stream; results come in order.
 
-        ``timeout`` bounds the whole stream (default: none).
+        ``timeout`` bounds the whole stream (default: none). An error while reading
+        ``images`` (a missing file, the iterable's own) ends the stream: the frames sent
+        before it are answered, then that error is raised here (gRPC reads the requests
+        in its own thread and would report it only as ``UNKNOWN: Exception iterating
+        requests!``).
         """
-        reqs = (self._request(img, style, options.get("strength"),
-                              options.get("preserve_color", False), options.get("max_side", 0),
-                              options.get("format", "png"), options.get("quality", 0), str(i))
-                for i, img in enumerate(images))
-        call = self._stub.StylizeStream(reqs, timeout=timeout, metadata=self._metadata)
+        failed: list[BaseException] = []
+
+        def requests() -> Iterator[pb.StylizeRequest]:
+            try:
+                for i, img in enumerate(images):
+                    yield self._request(img, style, options.get("strength"),
+                                        options.get("preserve_color", False),
+                                        options.get("max_side", 0), options.get("format", "png"),
+                                        options.get("quality", 0), str(i))
+            except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                failed.append(exc)
+
+        call = self._stub.StylizeStream(requests(), timeout=timeout, metadata=self._metadata)
         try:
             for resp in call:
                 yield self._result(resp)
         except grpc.RpcError as exc:
+            if failed:
+                raise failed[0] from None
             raise self._error(exc) from None
         finally:
             call.cancel()  # the caller stopped early (or it ended): release the stream
+        if failed:
+            raise failed[0]
 
     def stylize_frames(self, frames: Iterable[np.ndarray], style: str, *,
                        strength: float | None = None, preserve_color: bool = False,
