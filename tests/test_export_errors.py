@@ -95,6 +95,17 @@ def test_existing_output_or_triton_entry_needs_force(tmp_path: Path, small_run: 
     assert (entry / "config.pbtxt").read_text() == "old"
 
 
+def test_failed_onnx_write_leaves_no_triton_entry(tmp_path: Path, small_run: Path,
+                                                  capsys) -> None:
+    """The .onnx is written first: when that fails (here its temp file name is longer than
+    the file system allows, a real write error), no Triton entry appears."""
+    out = tmp_path / ("s" * 245 + ".onnx")  # fits NAME_MAX (255); ".NAME.XXXXXXXX.tmp" not
+    code, _, err = run_cli(capsys, str(small_run), "-o", str(out),
+                           "--triton-repo", str(tmp_path / "triton"))
+    assert not (tmp_path / "triton" / "tiny").exists() and not out.exists()
+    assert_one_line_error(code, err, "cannot write", "nothing was written")
+
+
 @pytest.mark.parametrize("argv,words", [
     (["--name", "../escape"], ["bad style name"]),
     (["--verify-sizes", "1x4x4"], ["bad size"]),

@@ -18,12 +18,7 @@ from tqdm import tqdm
 from robust_style.contract import StyleMetadata
 from robust_style.errors import UserError
 from robust_style.export.metadata import build_metadata, check_name, default_name
-from robust_style.export.onnx_export import (
-    DEFAULT_OPSET,
-    atomic_write_bytes,
-    build_served_model,
-    check_opset,
-)
+from robust_style.export.onnx_export import DEFAULT_OPSET, build_served_model, check_opset
 from robust_style.export.triton import DEFAULT_MAX_BATCH, write_triton_entry
 from robust_style.export.verify import (
     DEFAULT_SIZES,
@@ -32,6 +27,7 @@ from robust_style.export.verify import (
     VerificationReport,
     verify_onnx,
 )
+from robust_style.fileio import atomic_write_bytes
 
 __all__ = ["ExportOptions", "ExportResult", "ExportVerificationError", "export_style_model"]
 
@@ -133,19 +129,24 @@ def export_style_model(opts: ExportOptions) -> ExportResult:
         bar.set_description("write")
         if opts.output.exists() and not opts.force:  # appeared while we worked
             raise UserError(f"{opts.output} already exists; pass --force to replace it")
-        # The Triton entry first: it is swapped in atomically, so if either write fails
-        # nothing half-done is left (a failed .onnx write leaves the old file, and the
-        # error names the path).
+        # The .onnx first, then the Triton entry (both atomic): a failed .onnx write
+        # leaves nothing behind (no entry; an older file stays as it was); a failed entry
+        # write leaves the complete, verified .onnx and says so.
         written = None
         try:
-            if opts.triton_repo is not None:
+            out = atomic_write_bytes(opts.output, data)
+        except OSError as exc:
+            raise UserError(f"cannot write {opts.output}: {exc.strerror or exc}; nothing was "
+                            "written") from None
+        if opts.triton_repo is not None:
+            try:
                 written = write_triton_entry(opts.triton_repo, name, data,
                                              max_batch_size=opts.triton_max_batch,
                                              description=metadata.description, force=opts.force)
-            out = atomic_write_bytes(data, opts.output)
-        except OSError as exc:
-            raise UserError(f"cannot write the export: {exc.strerror or exc} "
-                            f"({exc.filename or opts.output})") from None
+            except OSError as exc:
+                raise UserError(f"wrote {out}, but cannot write the Triton entry: "
+                                f"{exc.strerror or exc} ({exc.filename or opts.triton_repo})"
+                                ) from None
         bar.update()
     finally:
         bar.close()
