@@ -25,7 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from helpers_checkpoints import random_resnet50, save_madry_checkpoint  # noqa: E402
 
-from robust_style.perceptual.weights.cache import compute_sha256, file_sha256  # noqa: E402
+from robust_style.fileio import sha256_file  # noqa: E402
+from robust_style.perceptual.weights.cache import file_sha256  # noqa: E402
 from robust_style.perceptual.weights.download import DownloadConfig, _fetch, download  # noqa: E402
 from robust_style.perceptual.weights.registry import WeightsEntry  # noqa: E402
 from robust_style.perceptual.weights.store import check_loadable  # noqa: E402
@@ -62,7 +63,7 @@ def main() -> int:
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         url = f"http://127.0.0.1:{srv.server_address[1]}/imagenet_l2_3_0.pt"
         entry = WeightsEntry(name="bench", backbone="robust-resnet50", training="bench",
-                             urls=(url,), size=size, sha256=compute_sha256(ckpt), layout="madry",
+                             urls=(url,), size=size, sha256=sha256_file(ckpt), layout="madry",
                              licence="MIT", citation="bench")
         cfg = DownloadConfig(progress=False)
         part = tmp / "x.part"
@@ -76,7 +77,7 @@ def main() -> int:
 
         figures = {
             "transfer (urllib, localhost)": _median(transfer, args.repeats),
-            "sha256": _median(lambda: compute_sha256(ckpt), args.repeats),
+            "sha256": _median(lambda: sha256_file(ckpt), args.repeats),
             "safe load + strict ResNet-50": _median(lambda: check_loadable(ckpt, entry.backbone),
                                                     args.repeats),
             "whole download command": _median(full, args.repeats),

@@ -99,3 +99,33 @@ def test_sha256_matches_hashlib_on_a_real_file(tmp_path: Path) -> None:
     assert sha256_file(empty) == hashlib.sha256(b"").hexdigest()
     with pytest.raises(FileNotFoundError):
         sha256_file(tmp_path / "missing")
+
+
+def test_one_helper_per_job_in_the_package() -> None:
+    """One atomic write and one file hash (fileio), one TOKEN_ENV, one class per name."""
+    import ast
+
+    import robust_style
+
+    root = Path(robust_style.__file__).parent
+    functions: dict[str, list[str]] = {}
+    classes: dict[str, list[str]] = {}
+    token_env: list[str] = []
+    for path in sorted(root.rglob("*.py")):
+        if "protos" in path.parts:
+            continue
+        rel = str(path.relative_to(root))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef) and node.col_offset == 0:
+                functions.setdefault(node.name, []).append(rel)
+            elif isinstance(node, ast.ClassDef):
+                classes.setdefault(node.name, []).append(rel)
+            elif isinstance(node, ast.Assign) and any(
+                    isinstance(t, ast.Name) and t.id == "TOKEN_ENV" for t in node.targets):
+                token_env.append(rel)
+    assert functions["atomic_write_bytes"] == ["fileio.py"]
+    assert functions["sha256_file"] == ["fileio.py"]
+    assert len(functions.get("file_sha256", [])) <= 1, functions["file_sha256"]
+    assert "compute_sha256" not in functions
+    assert token_env == ["server/__init__.py"]
+    assert classes["StyleModel"] == ["server/models.py"]

@@ -9,12 +9,11 @@ from importlib import resources
 from pathlib import Path
 
 from robust_style.errors import UserError
+from robust_style.server import TOKEN_ENV
 
 __all__ = ["register", "default_models_dir", "default_trt_cache_dir"]
 
 log = logging.getLogger(__name__)
-
-TOKEN_ENV = "ROBUST_STYLE_AUTH_TOKEN"
 
 
 def default_models_dir() -> Path:

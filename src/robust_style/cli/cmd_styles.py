@@ -9,7 +9,7 @@ import sys
 
 __all__ = ["register", "add_connection_args", "connect"]
 
-TOKEN_ENV = "ROBUST_STYLE_AUTH_TOKEN"
+from robust_style.server import TOKEN_ENV
 
 
 def add_connection_args(p: argparse.ArgumentParser) -> None:

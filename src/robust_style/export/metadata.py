@@ -22,8 +22,7 @@ from robust_style.contract import NAME_PATTERN, StyleMetadata
 from robust_style.errors import UserError
 from robust_style.fileio import sha256_file
 
-__all__ = ["EXTRA_KEYS", "NAME_PATTERN", "build_metadata", "check_name", "default_name",
-           "file_sha256"]
+__all__ = ["EXTRA_KEYS", "NAME_PATTERN", "build_metadata", "check_name", "default_name"]
 
 #: Extra keys (after the ``robust_style.`` prefix) written next to the contract's.
 EXTRA_KEYS = ("trained_at", "trained_with", "backbone_weights", "style_image", "source_sha256",
@@ -45,11 +44,6 @@ def default_name(meta: Mapping[str, Any], source: Path | None) -> str:
     return name[:128]
 
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of ``path`` (see :func:`robust_style.fileio.sha256_file`)."""
-    return sha256_file(path)
-
-
 def _utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace(
         "+00:00", "Z")
@@ -61,7 +55,7 @@ def build_metadata(meta: Mapping[str, Any], *, name: str, precision: str, opset:
                    ) -> tuple[StyleMetadata, dict[str, str]]:
     """``(StyleMetadata, extra props)`` for a style model's ``meta`` dict.
 
-    ``meta`` is :attr:`robust_style.transformer_net.StyleModel.meta` (what training
+    ``meta`` is :attr:`robust_style.transformer_net.TrainedStyle.meta` (what training
     recorded). Paths from the training machine are reduced to file names.
     """
     steps_raw = meta.get("steps", 0)
@@ -100,7 +94,7 @@ def build_metadata(meta: Mapping[str, Any], *, name: str, precision: str, opset:
         "trained_with": str(meta.get("package_version") or ""),
         "backbone_weights": Path(str(meta.get("backbone_weights") or "")).name,
         "style_image": style_image,
-        "source_sha256": file_sha256(source) if source and source.is_file() else "",
+        "source_sha256": sha256_file(source) if source and source.is_file() else "",
         "opset": str(opset),
         "net_config": json.dumps(dict(net_config), sort_keys=True),
     }

@@ -47,7 +47,6 @@ __all__ = [
     "MAX_OPSET",
     "MIN_OPSET",
     "ServingWrapper",
-    "atomic_write_bytes",
     "build_served_model",
     "check_opset",
     "compose_serving",
@@ -219,11 +218,6 @@ def set_metadata(model: onnx.ModelProto, metadata: StyleMetadata,
     model.doc_string = metadata.description or f"robust-style style model {metadata.name!r}"
 
 
-def atomic_write_bytes(data: bytes, path: str | Path) -> Path:
-    """Write ``data`` to ``path`` via a temp file in the same folder, fsync and rename."""
-    return fileio.atomic_write_bytes(path, data)
-
-
 def export_onnx(net: nn.Module, out_path: str | Path, metadata: StyleMetadata,
                 opset: int = DEFAULT_OPSET, fp16: bool = False) -> Path:
     """Export ``net`` as a served style model file, without verification.
@@ -232,7 +226,7 @@ def export_onnx(net: nn.Module, out_path: str | Path, metadata: StyleMetadata,
     verifies before the file appears); this is the bare building block.
     """
     model = build_served_model(net, metadata, opset=opset, fp16=fp16)
-    out = atomic_write_bytes(model.SerializeToString(), out_path)
+    out = fileio.atomic_write_bytes(out_path, model.SerializeToString())
     log.info("exported %s (%.1f MB)", out, out.stat().st_size / 1e6)
     return out
 

@@ -9,4 +9,7 @@ health, reflection, auth, signals) and :mod:`.client` (:class:`StyleClient`).
 Nothing here imports torch; importing this package imports nothing heavy.
 """
 
-__all__: list[str] = []
+__all__ = ["TOKEN_ENV"]
+
+#: Environment variable with the bearer token, read by ``serve`` and by the client commands.
+TOKEN_ENV = "ROBUST_STYLE_AUTH_TOKEN"

@@ -1,7 +1,7 @@
 """The Johnson et al. (2016) feed-forward style network and its training."""
 
 from robust_style.transformer_net.artifact import (
-    StyleModel,
+    TrainedStyle,
     atomic_torch_save,
     load_style_model,
     resolve_style_source,
@@ -10,7 +10,7 @@ from robust_style.transformer_net.artifact import (
 from robust_style.transformer_net.model import TransformerNet, TransformerNetConfig
 
 __all__ = [
-    "StyleModel",
+    "TrainedStyle",
     "TransformerNet",
     "TransformerNetConfig",
     "atomic_torch_save",

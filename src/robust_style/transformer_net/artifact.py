@@ -35,7 +35,7 @@ from robust_style.transformer_net.model import TransformerNet, TransformerNetCon
 
 __all__ = [
     "ARTIFACT_FORMAT",
-    "StyleModel",
+    "TrainedStyle",
     "atomic_torch_save",
     "load_style_model",
     "resolve_style_source",
@@ -49,7 +49,7 @@ CHECKPOINT_DIR = "checkpoints"
 
 
 @dataclass
-class StyleModel:
+class TrainedStyle:
     """A loaded style network with what is known about how it was trained."""
 
     net: TransformerNet
@@ -108,7 +108,7 @@ def resolve_style_source(path: str | Path) -> Path:
     return p
 
 
-def load_style_model(path: str | Path, *, trust: bool = False) -> StyleModel:
+def load_style_model(path: str | Path, *, trust: bool = False) -> TrainedStyle:
     """Load a style model or training checkpoint (or a run folder) safely."""
     src = resolve_style_source(path)
     obj = load_checkpoint(src, trust=trust)
@@ -117,4 +117,4 @@ def load_style_model(path: str | Path, *, trust: bool = False) -> StyleModel:
                         f"(expected format {ARTIFACT_FORMAT!r})")
     net = TransformerNet(TransformerNetConfig.from_dict(obj.get("net_config", {})))
     load_state_dict_strict(net, obj["state_dict"], str(src))
-    return StyleModel(net=net.eval(), meta=dict(obj.get("meta", {})), source=src)
+    return TrainedStyle(net=net.eval(), meta=dict(obj.get("meta", {})), source=src)

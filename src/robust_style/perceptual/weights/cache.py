@@ -37,7 +37,6 @@ __all__ = [
     "HOME_ENV",
     "cache_dir",
     "cached_path",
-    "compute_sha256",
     "file_sha256",
     "read_record",
     "remember_sha256",
@@ -119,17 +118,6 @@ def write_record(entry: WeightsEntry, *, sha256: str, size: int, source: str,
     })
 
 
-def compute_sha256(path: Path, progress: bool = False) -> str:
-    """sha256 of a file, reading 1 MiB at a time (with a tqdm bar if ``progress``)."""
-    if not progress:
-        return sha256_file(path, chunk_size=_CHUNK)
-    from tqdm import tqdm
-
-    with tqdm(total=path.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
-              desc=f"sha256 {path.name}", leave=False) as bar:
-        return sha256_file(path, chunk_size=_CHUNK, on_chunk=bar.update)
-
-
 def _hash_key(path: Path, home: Path | None) -> tuple[Path, dict[str, Any]]:
     real = path.resolve()
     st = real.stat()
@@ -163,7 +151,7 @@ def file_sha256(path: str | Path, *, home: Path | None = None) -> str:
             return str(old["sha256"])
     except (OSError, ValueError):
         pass
-    sha = compute_sha256(p, progress=stamp["size"] > 64 * _CHUNK)
+    sha = sha256_file(p, progress=stamp["size"] > 64 * _CHUNK)
     remember_sha256(p, sha, home)
     return sha
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from robust_style.errors import UserError
+from robust_style.fileio import sha256_file
 from robust_style.perceptual.weights.cache import (
     cache_dir,
     cached_path,
-    compute_sha256,
     read_record,
     remember_sha256,
     temp_path,
@@ -117,7 +117,7 @@ def check_file(entry: WeightsEntry, path: Path, *, expected_sha256: str | None =
     if want_size is not None and size != want_size:
         raise MismatchError(f"size mismatch: expected {want_size} bytes, "
                             f"got {size} bytes ({path})")
-    sha = compute_sha256(path, progress=progress and size > (64 << 20))
+    sha = sha256_file(path, progress=progress and size > (64 << 20))
     want_sha = expected_sha256 or entry.sha256
     if want_sha and sha != want_sha:
         raise MismatchError(f"sha256 mismatch: expected {want_sha}, got {sha} "
@@ -175,7 +175,7 @@ def import_file(entry: WeightsEntry, file: Path, *, home: Path | None = None,
             tmp.symlink_to(src.resolve())
         else:
             shutil.copyfile(src, tmp)
-            copied = compute_sha256(tmp, progress=False)
+            copied = sha256_file(tmp)
             if copied != result.sha256:
                 raise UserError(f"copy of {src} differs from the original (sha256 {copied} != "
                                 f"{result.sha256}); is the disk full or the source changing?")
