@@ -225,6 +225,23 @@ def test_sha256_mismatch_deletes_the_partial_file(tmp_path: Path, server: _Serve
     assert not list((home / "weights").glob("*.part*"))
 
 
+def test_md5_the_publisher_pins_is_checked(tmp_path: Path, server: _Server,
+                                          madry_ckpt: Path, capsys) -> None:  # noqa: ANN001
+    server.state.files["/m.pt"] = madry_ckpt
+    real = hashlib.md5(madry_ckpt.read_bytes(), usedforsecurity=False).hexdigest()
+    home = tmp_path / "home"
+    bad = {**_entry(NAME, [server.url("/m.pt")], sha=None, size=None), "md5": "0" * 32}
+    assert _cli(home, _registry(tmp_path, bad), "download", NAME, "--no-progress") != 0
+    line = _error_line(capsys.readouterr().err)
+    assert f"md5 mismatch: the publisher pins {'0' * 32}, got {real}" in line
+    assert not list((home / "weights").glob(f"{NAME}*"))
+    assert _cli(home, _registry(tmp_path, bad), "import", NAME, str(madry_ckpt)) != 0
+    assert "md5 mismatch" in _error_line(capsys.readouterr().err)
+    good = {**bad, "md5": real}
+    assert _cli(home, _registry(tmp_path, good), "download", NAME, "--no-progress") == 0
+    assert (home / "weights" / f"{NAME}.pt").read_bytes() == madry_ckpt.read_bytes()
+
+
 def test_size_mismatch_announced_by_server(tmp_path: Path, server: _Server,
                                            madry_ckpt: Path, capsys) -> None:  # noqa: ANN001
     server.state.files["/m.pt"] = madry_ckpt

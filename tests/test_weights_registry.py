@@ -47,7 +47,9 @@ def test_every_builtin_entry_is_well_formed() -> None:
         assert entry.backbone in BACKBONES
         assert len(set(entry.urls)) == len(entry.urls), entry.name
         for url in entry.urls:
-            assert urlparse(url).scheme in ("http", "https") and urlparse(url).hostname
+            # https only, and no credentials (an Azure SAS token with write/delete rights)
+            assert urlparse(url).scheme == "https" and urlparse(url).hostname, url
+            assert "sig=" not in url and "sp=" not in url, url
         if not entry.urls:  # import-only entries must be checkable
             assert entry.sha256, entry.name
         for prefix_source in entry.urls:
@@ -66,6 +68,8 @@ def test_every_builtin_entry_is_well_formed() -> None:
         assert reg[name].backbone == backbone and training in reg[name].training
     assert reg["vgg16-caffe"].sha256 == CAFFE_SHA and reg["vgg16-caffe"].urls == ()
     assert all(reg[n].layout == "madry" for n in reg if n.startswith("robust-"))
+    # Where a source publishes a hash it is checked: Keras pins the h5's md5.
+    assert reg["vgg19-caffe-keras"].md5 == "253f8cb515780f3b799900260a226db6"
 
 
 @pytest.mark.parametrize(("over", "message"), [
@@ -81,6 +85,10 @@ def test_every_builtin_entry_is_well_formed() -> None:
     ({"sha256_prefix": "xyz"}, "sha256_prefix must be"),
     ({"sha256": "0" * 64, "sha256_prefix": "11111111"}, "does not start with"),
     ({"homepage": "x"}, "unknown field(s) homepage"),
+    ({"urls": ["http://example.org/x.pt"]}, "plain http"),
+    ({"urls": ["https://a.blob.core.windows.net/x.ckpt?sp=rwd&sig=abc%3D"]}, "credentials"),
+    ({"urls": ["https://user:pw@example.org/x.pt"]}, "credentials"),
+    ({"md5": "xyz"}, "md5 must be 32"),
 ])
 def test_malformed_entries_are_rejected(over: dict, message: str) -> None:
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -176,3 +184,7 @@ def test_weights_help_does_not_import_torch() -> None:
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_loopback_http_is_allowed_for_local_mirrors() -> None:
+    assert parse_entry(_raw(urls=["http://127.0.0.1:8000/x.pt"])).urls

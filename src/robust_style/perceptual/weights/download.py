@@ -41,6 +41,7 @@ from robust_style.perceptual.weights.store import (
     CheckResult,
     MismatchError,
     check_file,
+    check_md5,
     install,
 )
 
@@ -292,6 +293,7 @@ def _download_locked(entry: WeightsEntry, part: Path, sources: tuple[str, ...],
                 path, result = install_keras_vgg19(entry, part, source=url, home=home)
                 _discard(part)
                 return path, result
+            check_md5(entry, part)
             result = check_file(entry, part, trust=trust, progress=cfg.progress)
         except _NetError as exc:
             failures.append(str(exc))

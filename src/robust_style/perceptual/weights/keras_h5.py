@@ -15,14 +15,19 @@ Needs ``h5py`` (in the ``train`` extra).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
 from robust_style.errors import UserError
 from robust_style.perceptual.weights.cache import cache_dir, cached_path, temp_path
 from robust_style.perceptual.weights.registry import WeightsEntry
-from robust_style.perceptual.weights.store import CheckResult, MismatchError, check_file, install
+from robust_style.perceptual.weights.store import (
+    CheckResult,
+    MismatchError,
+    check_file,
+    file_md5,
+    install,
+)
 
 __all__ = ["KERAS_VGG19_NOTOP_MD5", "convert_keras_vgg19", "import_keras_vgg19",
            "install_keras_vgg19", "is_hdf5"]
@@ -41,11 +46,7 @@ def is_hdf5(path: str | Path) -> bool:
 
 
 def _md5(path: Path) -> str:
-    h = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_md5(path)
 
 
 def convert_keras_vgg19(path: str | Path) -> dict:
@@ -86,9 +87,9 @@ def install_keras_vgg19(entry: WeightsEntry, src: Path, *, source: str,
     """Check the h5's md5, convert, check the result loads, install it as ``entry``."""
     import torch
 
-    md5 = _md5(src)
-    if md5 != KERAS_VGG19_NOTOP_MD5:
-        raise MismatchError(f"md5 {md5} of {src}, but Keras pins {KERAS_VGG19_NOTOP_MD5} "
+    md5, pinned = _md5(src), entry.md5 or KERAS_VGG19_NOTOP_MD5
+    if md5 != pinned:
+        raise MismatchError(f"md5 {md5} of {src}, but Keras pins {pinned} "
                             "for vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
     sd = convert_keras_vgg19(src)
     cache_dir(home).mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlparse
 
 from robust_style.errors import UserError
 
@@ -49,7 +49,9 @@ _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _REQUIRED = ("name", "backbone", "training", "urls", "size", "sha256", "layout", "licence",
              "citation")
-_OPTIONAL = ("sha256_prefix", "source", "notes")
+_OPTIONAL = ("sha256_prefix", "md5", "source", "notes")
+_MD5_RE = re.compile(r"^[0-9a-f]{32}$")
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ class WeightsEntry:
     licence: str
     citation: str
     sha256_prefix: str = ""
+    #: The md5 the publisher pins for the file as published (Keras does), checked on it.
+    md5: str = ""
     source: str = ""
     notes: str = ""
 
@@ -91,6 +95,21 @@ class WeightsEntry:
         out: dict[str, Any] = {k: getattr(self, k) for k in _REQUIRED + _OPTIONAL}
         out["urls"] = list(self.urls)
         return out
+
+
+def _check_url(url: str, label: str) -> None:
+    """https:// or file:// only (plain http:// for loopback test servers and mirrors), and
+    no credentials: no user:password and no signed query (an Azure SAS ``sig=``, which
+    grants whatever its ``sp=`` permissions say to whoever holds the URL)."""
+    parts = urlparse(url)
+    if parts.scheme not in ("https", "file") and not (
+            parts.scheme == "http" and parts.hostname in _LOOPBACK):
+        raise UserError(f"{label}: url {url!r} is not https:// or file:// (plain http:// "
+                        "only for 127.0.0.1 / localhost)")
+    query = {k.lower() for k, _ in parse_qsl(parts.query)}
+    if parts.username or parts.password or query & {"sig", "signature", "token"}:
+        raise UserError(f"{label}: url {url.split('?')[0]!r} carries credentials (user "
+                        "info or a signed query); use a public URL")
 
 
 def parse_entry(raw: Any, where: str = "registry") -> WeightsEntry:
@@ -120,8 +139,7 @@ def parse_entry(raw: Any, where: str = "registry") -> WeightsEntry:
     if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
         raise UserError(f"{label}: urls must be a list of strings")
     for u in urls:
-        if urlparse(u).scheme not in ("http", "https", "file"):
-            raise UserError(f"{label}: url {u!r} is not http(s):// or file://")
+        _check_url(u, label)
     size = raw["size"]
     if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size <= 0):
         raise UserError(f"{label}: size must be a positive integer (bytes) or null")
@@ -139,10 +157,13 @@ def parse_entry(raw: Any, where: str = "registry") -> WeightsEntry:
         raise UserError(f"{label}: sha256_prefix must be 8 to 64 lower-case hex digits")
     if prefix and sha and not sha.startswith(prefix):
         raise UserError(f"{label}: sha256 does not start with its sha256_prefix")
+    md5 = raw.get("md5", "")
+    if md5 and not _MD5_RE.match(md5):
+        raise UserError(f"{label}: md5 must be 32 lower-case hex digits")
     return WeightsEntry(name=name, backbone=raw["backbone"], training=raw["training"],
                         urls=tuple(urls), size=size, sha256=sha, layout=raw["layout"],
                         licence=raw["licence"], citation=raw["citation"], sha256_prefix=prefix,
-                        source=raw.get("source", ""), notes=raw.get("notes", ""))
+                        md5=md5, source=raw.get("source", ""), notes=raw.get("notes", ""))
 
 
 class Registry(Mapping[str, WeightsEntry]):

@@ -32,6 +32,8 @@ __all__ = [
     "CheckResult",
     "MismatchError",
     "check_file",
+    "check_md5",
+    "file_md5",
     "check_loadable",
     "check_lpips_lin_file",
     "human_size",
@@ -101,6 +103,23 @@ def check_lpips_lin_file(path: Path) -> str:
     return "loads as the LPIPS-alex linear layers (5 tensors)"
 
 
+def file_md5(path: Path) -> str:
+    """md5 of a file, by ``pooch.file_hash`` (only to compare with an md5 a publisher pins;
+    our own records are sha256)."""
+    import pooch
+
+    return str(pooch.file_hash(str(path), alg="md5"))
+
+
+def check_md5(entry: WeightsEntry, path: Path) -> None:
+    """The md5 the publisher pins (``entry.md5``) of the file as published, if any."""
+    if entry.md5:
+        got = file_md5(path)
+        if got != entry.md5:
+            raise MismatchError(f"md5 mismatch: the publisher pins {entry.md5}, got {got} "
+                                f"({path.stat().st_size} bytes, {path})")
+
+
 def check_file(entry: WeightsEntry, path: Path, *, expected_sha256: str | None = None,
                expected_size: int | None = None, trust: bool = False,
                progress: bool = True) -> CheckResult:
@@ -164,6 +183,7 @@ def import_file(entry: WeightsEntry, file: Path, *, home: Path | None = None,
     if not src.is_file():
         raise UserError(f"file not found: {src}")
     try:
+        check_md5(entry, src)
         result = check_file(entry, src, trust=trust)
     except MismatchError as exc:
         raise MismatchError(f"cannot import {src} as {entry.name}: {exc}") from None
