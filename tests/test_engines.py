@@ -253,8 +253,12 @@ def test_grpc_round_trip_on_each_engine(tmp_path: Path, reference: OnnxRuntimeEn
         assert y.shape == x.shape and psnr(y, reference.run(x)) >= floor
         platform = kserve.get_model_metadata("the-scream").platform
         assert platform == {"onnxruntime": "onnxruntime_onnx", "openvino": "openvino"}[engine]
-        text = server.metrics.render()
-        assert (f'robust_style_engine_info{{style="the-scream",engine="{engine}",'
-                f'precision="{precision}"}} 1') in text
+        from prometheus_client.parser import text_string_to_metric_families
+
+        info = {tuple(sorted(s.labels.items())): s.value
+                for f in text_string_to_metric_families(server.metrics.render())
+                if f.name == "robust_style_engine_info" for s in f.samples}
+        assert info == {(("engine", engine), ("precision", precision),
+                         ("style", "the-scream")): 1.0}
     finally:
         server.stop(0)

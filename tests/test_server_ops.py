@@ -206,6 +206,18 @@ def test_metrics_text_parses(server: StyleServer) -> None:
     assert np.isclose(samples[("robust_style_batch_size_sum", (("style", "tiny"),))], 3)
 
 
+def test_metrics_speak_openmetrics_when_asked(server: StyleServer) -> None:
+    """prometheus-client's exposition: content negotiation, as Prometheus 2.5+ scrapes."""
+    from urllib.request import Request, urlopen
+
+    req = Request(f"http://127.0.0.1:{server.metrics_port}/metrics",
+                  headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    with urlopen(req, timeout=10) as resp:
+        assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
+        text = resp.read().decode()
+    assert text.rstrip().endswith("# EOF") and "robust_style_models_ready 2" in text
+
+
 def test_bad_workers_and_busy_metrics_port_are_one_line_errors(
         models_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     base = ["serve", "--models", str(models_dir), "--port", "0"]

@@ -295,6 +295,7 @@ def test_registry_counts_tensorrt_fallbacks_per_style(tmp_path) -> None:
         model, _ = registry.get("ident")
         model.engine.on_fallback((1, 5000, 9))
         model.engine.on_fallback((1, 5000, 9))
+        assert metrics.trt_fallbacks.values[(("style", "ident"),)] == 2
         assert 'robust_style_trt_fallback_total{style="ident"} 2' in metrics.render()
     finally:
         registry.stop()

@@ -1,19 +1,22 @@
-"""Prometheus metrics in the text exposition format (version 0.0.4), dependency-free.
+"""The server's Prometheus metrics, kept with the maintained ``prometheus-client``.
 
-A handful of counters, a gauge and histograms, rendered by :meth:`Metrics.render` and
-served on ``GET /metrics`` by a small :mod:`http.server` in a daemon thread. Format:
-https://prometheus.io/docs/instrumenting/exposition_formats/ (one ``# HELP`` and
-``# TYPE`` line per family, cumulative ``_bucket{le=...}`` series with ``+Inf``,
-``_sum`` and ``_count``).
+Each :class:`Metrics` has its own :class:`prometheus_client.CollectorRegistry` (several
+servers in one process, as in the tests, do not share series) and is served on
+``GET /metrics`` by ``prometheus_client.start_http_server`` in a daemon thread (text format
+0.0.4, or OpenMetrics when the scraper asks for it). Metric names and labels are part of
+the interface (docs/serving.md); the small wrappers below take labels as
+``(("name", "value"), ...)`` pairs and expose the current values for tests and tools.
 """
 
 from __future__ import annotations
 
-import bisect
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["Metrics", "MetricsHTTPServer", "LATENCY_BUCKETS", "BATCH_BUCKETS"]
 
@@ -25,82 +28,68 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 Labels = tuple[tuple[str, str], ...]
 
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _fmt_labels(labels: Labels, extra: tuple[str, str] | None = None) -> str:
-    items = list(labels) + ([extra] if extra else [])
-    if not items:
-        return ""
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in items) + "}"
+# ``*_created`` series (one per label set, the time it first appeared) would double the
+# exposition for no use here; process-wide switch of prometheus-client.
+prometheus_client.disable_created_metrics()
 
 
-def _fmt_value(v: float) -> str:
-    v = float(v)
-    if v == float("inf"):
-        return "+Inf"
-    if v.is_integer() and abs(v) < 1e15:
-        return str(int(v))
-    return repr(v)
+class _Metric:
+    """A prometheus-client metric addressed with label pairs."""
 
+    def __init__(self, metric: Counter | Gauge | Histogram, labelnames: Sequence[str]) -> None:
+        self.metric, self.labelnames = metric, tuple(labelnames)
 
-class _Family:
-    def __init__(self, name: str, kind: str, help_text: str) -> None:
-        self.name, self.kind, self.help = name, kind, help_text
-        self.values: dict[Labels, float] = {}
-        self.lock = threading.Lock()
+    def _child(self, labels: Labels):  # noqa: ANN202 - a prometheus-client child
+        if not self.labelnames:
+            return self.metric
+        values = dict(labels)
+        return self.metric.labels(*(values[n] for n in self.labelnames))
 
-    def inc(self, labels: Labels, amount: float = 1.0) -> None:
-        with self.lock:
-            self.values[labels] = self.values.get(labels, 0.0) + amount
-
-    def set(self, labels: Labels, value: float) -> None:
-        with self.lock:
-            self.values[labels] = value
-
-    def render(self) -> list[str]:
-        out = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
-        with self.lock:
-            for labels, v in sorted(self.values.items()):
-                out.append(f"{self.name}{_fmt_labels(labels)} {_fmt_value(v)}")
+    def _samples(self, suffix: str) -> dict[Labels, float]:
+        out: dict[Labels, float] = {}
+        for family in self.metric.collect():
+            for s in family.samples:
+                if s.name.endswith(suffix):
+                    out[tuple((n, s.labels[n]) for n in self.labelnames)] = s.value
         return out
 
+    def remove(self, labels: Labels) -> None:
+        values = dict(labels)
+        with contextlib.suppress(KeyError):  # never set
+            self.metric.remove(*(values[n] for n in self.labelnames))
 
-class _Histogram:
-    def __init__(self, name: str, help_text: str, buckets: Sequence[float]) -> None:
-        self.name, self.help, self.buckets = name, help_text, tuple(buckets)
-        self.series: dict[Labels, list[float]] = {}  # bucket counts..., sum, count
-        self.lock = threading.Lock()
 
+class _Counter(_Metric):
+    def inc(self, labels: Labels, amount: float = 1.0) -> None:
+        self._child(labels).inc(amount)
+
+    @property
+    def values(self) -> dict[Labels, float]:
+        return self._samples("_total")
+
+
+class _Gauge(_Metric):
+    def set(self, labels: Labels, value: float) -> None:
+        self._child(labels).set(value)
+
+    @property
+    def values(self) -> dict[Labels, float]:
+        return self._samples(self.metric._name)  # noqa: SLF001 - the sample's own name
+
+
+class _Histogram(_Metric):
     def observe(self, labels: Labels, value: float) -> None:
-        with self.lock:
-            s = self.series.setdefault(labels, [0.0] * (len(self.buckets) + 2))
-            i = bisect.bisect_left(self.buckets, value)
-            if i < len(self.buckets):
-                s[i] += 1
-            s[-2] += value
-            s[-1] += 1
+        self._child(labels).observe(value)
 
     def count(self, labels: Labels) -> float:
-        with self.lock:
-            return self.series.get(labels, [0.0])[-1]
+        """Observations so far for ``labels`` (0 if none)."""
+        return self.series.get(tuple(labels), (0.0, 0.0))[1]
 
-    def render(self) -> list[str]:
-        out = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
-        with self.lock:
-            for labels, s in sorted(self.series.items()):
-                cum = 0.0
-                for b, c in zip(self.buckets, s[:-2], strict=True):
-                    cum += c
-                    out.append(f"{self.name}_bucket{_fmt_labels(labels, ('le', _fmt_value(b)))} "
-                               f"{_fmt_value(cum)}")
-                out.append(f"{self.name}_bucket{_fmt_labels(labels, ('le', '+Inf'))} "
-                           f"{_fmt_value(s[-1])}")
-                out.append(f"{self.name}_sum{_fmt_labels(labels)} {_fmt_value(s[-2])}")
-                out.append(f"{self.name}_count{_fmt_labels(labels)} {_fmt_value(s[-1])}")
-        return out
+    @property
+    def series(self) -> dict[Labels, tuple[float, float]]:
+        """(sum, count) per label set."""
+        sums, counts = self._samples("_sum"), self._samples("_count")
+        return {k: (sums[k], counts[k]) for k in counts}
 
 
 class Metrics:
@@ -108,27 +97,48 @@ class Metrics:
 
     def __init__(self) -> None:
         p = "robust_style"
-        self.requests = _Family(f"{p}_requests_total", "counter",
-                                "RPCs answered, by API, method, style and gRPC status code.")
-        self.expired = _Family(f"{p}_deadline_skipped_total", "counter",
-                               "Queued requests not run because their deadline had passed.")
-        self.reloads = _Family(f"{p}_model_loads_total", "counter",
-                               "Model (re)loads by style and result (ok, failed, removed).")
-        self.models = _Family(f"{p}_models_ready", "gauge", "Styles loaded and warmed up.")
-        self.trt_fallbacks = _Family(f"{p}_trt_fallback_total", "counter",
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+
+        def counter(name: str, doc: str, labels: Sequence[str]) -> _Counter:
+            return _Counter(Counter(name, doc, labels, registry=r), labels)
+
+        def gauge(name: str, doc: str, labels: Sequence[str]) -> _Gauge:
+            return _Gauge(Gauge(name, doc, labels, registry=r), labels)
+
+        def histogram(name: str, doc: str, labels: Sequence[str],
+                      buckets: Sequence[float]) -> _Histogram:
+            return _Histogram(Histogram(name, doc, labels, registry=r, buckets=buckets), labels)
+
+        self.requests = counter(f"{p}_requests_total",
+                                "RPCs answered, by API, method, style and gRPC status code.",
+                                ("api", "method", "style", "code"))
+        self.expired = counter(f"{p}_deadline_skipped_total",
+                               "Queued requests not run because their deadline had passed.",
+                               ("style",))
+        self.reloads = counter(f"{p}_model_loads_total",
+                               "Model (re)loads by style and result (ok, failed, removed).",
+                               ("style", "result"))
+        self.models = gauge(f"{p}_models_ready", "Styles loaded and warmed up.", ())
+        self.trt_fallbacks = counter(f"{p}_trt_fallback_total",
                                      "Batches run on the CUDA fallback because their size "
-                                     "fits no TensorRT profile, by style.")
-        self.engines = _Family(f"{p}_engine_info", "gauge",
-                               "Engine and precision serving each style (value 1).")
-        self.latency = _Histogram(f"{p}_request_latency_seconds",
-                                  "Server-side RPC latency by method and style.", LATENCY_BUCKETS)
-        self.queue = _Histogram(f"{p}_queue_seconds",
-                                "Time a request waited for the model, by style.", LATENCY_BUCKETS)
-        self.inference = _Histogram(f"{p}_inference_seconds",
-                                    "Engine run time per batch, by style.",
-                                    LATENCY_BUCKETS)
-        self.batch = _Histogram(f"{p}_batch_size", "Images per engine run, by style.",
-                                BATCH_BUCKETS)
+                                     "fits no TensorRT profile, by style.", ("style",))
+        self.engines = gauge(f"{p}_engine_info",
+                             "Engine and precision serving each style (value 1).",
+                             ("style", "engine", "precision"))
+        self.latency = histogram(f"{p}_request_latency_seconds",
+                                 "Server-side RPC latency by method and style.",
+                                 ("method", "style"), LATENCY_BUCKETS)
+        self.queue = histogram(f"{p}_queue_seconds",
+                               "Time a request waited for the model, by style.", ("style",),
+                               LATENCY_BUCKETS)
+        self.inference = histogram(f"{p}_inference_seconds",
+                                   "Engine run time per batch, by style.", ("style",),
+                                   LATENCY_BUCKETS)
+        self.batch = histogram(f"{p}_batch_size", "Images per engine run, by style.",
+                               ("style",), BATCH_BUCKETS)
+        self._engine_of: dict[str, Labels] = {}
+        self._engine_lock = threading.Lock()
         self._style_known: Callable[[str], bool] | None = None
 
     def set_style_check(self, known: Callable[[str], bool]) -> None:
@@ -148,55 +158,37 @@ class Metrics:
 
     def set_engine(self, style: str, engine: str, precision: str) -> None:
         """``robust_style_engine_info{style,engine,precision} 1``, replacing the style's old one."""
-        with self.engines.lock:
-            for labels in [k for k in self.engines.values if k[0] == ("style", style)]:
-                del self.engines.values[labels]
-            self.engines.values[(("style", style), ("engine", engine),
-                                 ("precision", precision))] = 1.0
+        labels = (("style", style), ("engine", engine), ("precision", precision))
+        with self._engine_lock:
+            old = self._engine_of.pop(style, None)
+            if old is not None:
+                self.engines.remove(old)
+            self.engines.set(labels, 1.0)
+            self._engine_of[style] = labels
 
     def drop_engine(self, style: str) -> None:
-        with self.engines.lock:
-            for labels in [k for k in self.engines.values if k[0] == ("style", style)]:
-                del self.engines.values[labels]
+        with self._engine_lock:
+            old = self._engine_of.pop(style, None)
+            if old is not None:
+                self.engines.remove(old)
 
     def render(self) -> str:
-        lines: list[str] = []
-        for fam in (self.requests, self.expired, self.reloads, self.models, self.trt_fallbacks,
-                    self.engines, self.latency, self.queue, self.inference, self.batch):
-            lines.extend(fam.render())
-        return "\n".join(lines) + "\n"
+        """The exposition text (format 0.0.4)."""
+        return prometheus_client.generate_latest(self.registry).decode()
 
 
 class MetricsHTTPServer:
     """``GET /metrics`` on ``host:port`` (port 0 = any free port) in a daemon thread."""
 
     def __init__(self, metrics: Metrics, host: str = "127.0.0.1", port: int = 0) -> None:
-        registry = metrics
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
-                if self.path.split("?")[0] not in ("/metrics", "/"):
-                    self.send_error(404, "only /metrics here")
-                    return
-                body = registry.render().encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, fmt: str, *args: object) -> None:
-                log.debug("metrics http: " + fmt, *args)
-
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
-        self._httpd.daemon_threads = True
-        self.port = int(self._httpd.server_address[1])
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="metrics-http",
-                                        daemon=True)
+        self._httpd, self._thread = prometheus_client.start_http_server(
+            port, addr=host, registry=metrics.registry)
+        self._host = host
+        self.port = int(self._httpd.server_port)
 
     def start(self) -> MetricsHTTPServer:
-        self._thread.start()
-        log.info("metrics on http://%s:%d/metrics", self._httpd.server_address[0], self.port)
+        """Serving started in the constructor (prometheus-client's own thread)."""
+        log.info("metrics on http://%s:%d/metrics", self._host, self.port)
         return self
 
     def stop(self) -> None:
