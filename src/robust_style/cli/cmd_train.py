@@ -15,7 +15,8 @@ _FIELDS = (
     "content_weight",
     "style_weight", "tv_weight", "style_layers", "content_layer", "pooling", "seed", "device",
     "precision", "workers", "checkpoint_interval", "sample_interval", "log_interval",
-    "keep_checkpoints", "sample_image", "compile", "channels_last",
+    "keep_checkpoints", "sample_image", "compile", "channels_last", "temporal_weight",
+    "init_from",
 )
 
 
@@ -88,6 +89,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-checkpoints", type=int, metavar="K", help="checkpoints kept (3)")
     p.add_argument("--sample-image", metavar="IMAGE",
                    help="photo stylised for the samples (default: one held out of --content)")
+    p.add_argument("--temporal-weight", type=float, metavar="W",
+                   help="weight of the temporal-stability regulariser (Wang et al. 2020: "
+                   "stylise(warp(x) + noise) vs warp(stylise(x))); 0 = off (default)")
+    p.add_argument("--init-from", metavar="RUN_OR_MODEL",
+                   help="start from this style network's weights (run folder, .pt, or an "
+                   "exported .onnx) to fine-tune it; the optimiser starts fresh")
     p.set_defaults(handler=_run)
 
 

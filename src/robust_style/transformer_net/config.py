@@ -82,6 +82,8 @@ class TrainConfig:
     net_residual: int = 5
     compile: str = "auto"
     channels_last: bool = True
+    temporal_weight: float = 0.0
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         checks = [
@@ -105,6 +107,7 @@ class TrainConfig:
             (self.sample_interval >= 0, "--sample-interval must be >= 0 (0 disables samples)"),
             (self.log_interval >= 1, "--log-interval must be >= 1"),
             (self.keep_checkpoints >= 1, "--keep-checkpoints must be >= 1"),
+            (self.temporal_weight >= 0, "--temporal-weight must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:

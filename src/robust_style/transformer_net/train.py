@@ -52,6 +52,7 @@ from robust_style.transformer_net.data import (
     load_rgb,
 )
 from robust_style.transformer_net.fastpath import compile_step, to_channels_last, wants_compile
+from robust_style.transformer_net.init_from import load_initial_net
 from robust_style.transformer_net.model import TransformerNet, TransformerNetConfig
 from robust_style.transformer_net.resume import (
     check_same_inputs,
@@ -72,6 +73,7 @@ from robust_style.transformer_net.runtime import (
 from robust_style.transformer_net.sampler import StepSampler
 from robust_style.transformer_net.samples import tensor_to_image
 from robust_style.transformer_net.step import LossTerm, TrainStep
+from robust_style.transformer_net.temporal import TemporalConfig, TemporalTerm
 from robust_style.transformer_net.weighting import (
     balance_weights,
     loss_weights,
@@ -110,6 +112,8 @@ def train(config: TrainConfig, *, resume: bool = False,
         raise UserError(f"{run} already holds a run; add --resume to continue it, "
                         "or choose a new --out")
 
+    if config.temporal_weight > 0:  # Wang et al. 2020, compound regularisation
+        extra_terms = (*extra_terms, TemporalTerm(TemporalConfig(config.temporal_weight)))
     dctx = setup_distributed(config.device)
     try:
         return _Trainer(config, state, dctx, extra_terms).run()
@@ -178,8 +182,13 @@ class _Trainer:
             loss_net, self.style_img, loss_weights(config),
             tuple(config.style_layers or default_style_layers),
             config.content_layer or default_content_layer)
-        self.net = TransformerNet(TransformerNetConfig(config.net_channels, config.net_residual)
-                                  ).to(device)
+        if config.init_from and state is None:  # fine-tuning: start from its weights
+            self.net = load_initial_net(config.init_from, trust=config.trust_checkpoint).to(device)
+            self.config = config = config.replace(net_channels=self.net.config.channels,
+                                                  net_residual=self.net.config.num_residual)
+        else:
+            self.net = TransformerNet(TransformerNetConfig(config.net_channels,
+                                                           config.net_residual)).to(device)
         if config.channels_last:
             to_channels_last(self.net, loss_net)
         opt = torch.optim.Adam(self.net.parameters(), lr=config.lr)

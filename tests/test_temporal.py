@@ -1,0 +1,105 @@
+"""The temporal regulariser (Wang et al. 2020), --init-from, and the warping-error metric."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import skimage_photo
+from helpers_checkpoints import random_resnet50, save_madry_checkpoint
+from PIL import Image
+from server_fixtures import export_tiny
+
+from robust_style.transformer_net import TransformerNet, TransformerNetConfig, load_style_model
+from robust_style.transformer_net.config import TrainConfig
+from robust_style.transformer_net.temporal import (
+    TemporalConfig,
+    random_affine,
+    temporal_loss,
+    warp,
+)
+from robust_style.transformer_net.train import train
+from robust_style.video.warping import synthetic_clip, warp_frame, warping_error
+
+
+def batch(n: int = 2, side: int = 48) -> torch.Tensor:
+    imgs = [np.asarray(Image.fromarray(skimage_photo(name)).resize((side, side)))
+            for name in ("astronaut", "coffee")[:n]]
+    return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def test_identity_motion_and_an_equivariant_network_cost_nothing() -> None:
+    x = batch()
+    theta = torch.tensor([[[1.0, 0, 0], [0, 1.0, 0]]]).repeat(2, 1, 1)
+    moved, inside = warp(x, theta)
+    assert torch.allclose(moved, x, atol=1e-5) and bool(inside.all())
+    cfg = TemporalConfig(1.0, noise_std=0.0)
+    g = torch.Generator().manual_seed(0)
+    # A per-pixel linear colour map commutes with any motion (and bilinear sampling): ~0.
+    colour = torch.nn.Conv2d(3, 3, 1)
+    torch.nn.init.uniform_(colour.weight, 0.0, 0.5)
+    with torch.no_grad():
+        assert float(temporal_loss(colour, x, colour(x), cfg, generator=g)) < 1e-10
+    # A random style network does not: positive loss, with gradients for its weights.
+    torch.manual_seed(0)
+    net = TransformerNet(TransformerNetConfig((8, 16, 32), 1))
+    loss = temporal_loss(net, x, net(x), cfg, generator=g)
+    assert float(loss) > 1e-5
+    loss.backward()
+    assert all(p.grad is not None for p in net.parameters())
+
+
+def test_random_motion_stays_within_its_bounds() -> None:
+    cfg = TemporalConfig(1.0, max_shift=0.05, max_rotate=3.0, max_zoom=0.1)
+    theta = random_affine(500, cfg, generator=torch.Generator().manual_seed(1))
+    assert theta[:, :, 2].abs().max() <= 0.1 + 1e-6  # 5 % of the side = 0.1 in [-1, 1]
+    det = torch.linalg.det(theta[:, :, :2])
+    assert float(det.min()) >= 1 / 1.1 ** 2 - 1e-6 and float(det.max()) <= 1 / 0.9 ** 2 + 1e-6
+
+
+def test_train_with_temporal_weight_fine_tunes_an_exported_model(tmp_path: Path,
+                                                                 photo_dir: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+
+    src = export_tiny(tmp_path / "tiny.onnx", "tiny", seed=7)
+    ckpt = save_madry_checkpoint(tmp_path / "r.pt", random_resnet50(seed=5))
+    style = tmp_path / "rocket.png"
+    Image.fromarray(skimage_photo("rocket")).save(style)
+    common = dict(style=str(style), content=str(photo_dir), backbone="robust-resnet50",
+                  backbone_weights=str(ckpt), image_size=48, batch_size=2, workers=0,
+                  log_interval=1, sample_interval=0, max_steps=2, lr=1e-12,
+                  init_from=str(src), compile="off")
+    with_t = train(TrainConfig(out=str(tmp_path / "t"), temporal_weight=1e3, **common))
+    rows = list(csv.DictReader((with_t.run_dir / "log.csv").open()))
+    assert [int(r["step"]) for r in rows] == [1, 2] and all(float(r["temporal"]) > 0
+                                                            for r in rows)
+    # Started from the ONNX file's network (lr ~0 keeps it): same output as ONNX Runtime's.
+    net = load_style_model(with_t.run_dir).net
+    assert net.config.channels == (8, 16, 32)
+    img = np.asarray(Image.fromarray(skimage_photo("chelsea")).resize((64, 48)))
+    sess = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
+    expected = sess.run(None, {sess.get_inputs()[0].name: img[None]})[0][0].astype(float)
+    with torch.no_grad():
+        got = net(torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float() / 255)[0]
+    assert np.abs(got.permute(1, 2, 0).numpy() * 255 - expected).max() <= 1.0
+    plain = train(TrainConfig(out=str(tmp_path / "p"), **common))
+    header = (plain.run_dir / "log.csv").open().readline()
+    assert "temporal" not in header
+
+
+def test_warping_error_is_zero_for_the_motion_itself_and_sees_flicker() -> None:
+    clip = synthetic_clip(skimage_photo("chelsea"), frames=6, size=(96, 64), motion="pan")
+    assert warping_error(clip.frames, clip.maps) < 1e-12  # whole-pixel motion: exact
+    affine = synthetic_clip(skimage_photo("chelsea"), frames=6, size=(96, 64), motion="affine")
+    base = warping_error(affine.frames, affine.maps)
+    assert base < 2e-3  # only bilinear resampling differs
+    rng = np.random.default_rng(0)
+    flicker = [np.clip(f.astype(int) + rng.integers(-20, 21, 3), 0, 255).astype(np.uint8)
+               for f in affine.frames]  # a colour shift per frame
+    assert warping_error(flicker, affine.maps) > base + 5e-4
+    # The mask leaves out what came from outside the frame.
+    _, inside = warp_frame(affine.frames[0], affine.maps[0])
+    assert 0.8 < inside.mean() < 1.0
