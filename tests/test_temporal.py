@@ -103,3 +103,23 @@ def test_warping_error_is_zero_for_the_motion_itself_and_sees_flicker() -> None:
     # The mask leaves out what came from outside the frame.
     _, inside = warp_frame(affine.frames[0], affine.maps[0])
     assert 0.8 < inside.mean() < 1.0
+
+
+def test_evaluate_video_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from robust_style.cli import main
+
+    a = export_tiny(tmp_path / "a.onnx", "tiny", seed=1)
+    b = export_tiny(tmp_path / "b.onnx", "tiny", seed=2)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(skimage_photo("chelsea")).save(photos / "chelsea.png")
+    assert main(["evaluate", "--video", str(a), str(b), "--photos", str(photos), "--frames",
+                 "3", "--no-progress", "--out", str(tmp_path / "eval")]) == 0
+    out = capsys.readouterr().out
+    assert "tiny (a.onnx)" in out and "chelsea-pan" in out and "chelsea-affine" in out
+    rows = list(csv.DictReader((tmp_path / "eval" / "video_scores.csv").open()))
+    assert len(rows) == 4
+    for r in rows:
+        assert float(r["warping_error"]) > float(r["input_warping_error"]) >= 0
+        assert float(r["fps"]) > 0
+    assert main(["evaluate", str(a), "--photos", str(photos)]) == 2  # no --artwork

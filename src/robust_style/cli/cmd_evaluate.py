@@ -28,8 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(LPIPS-alex v0.1), and time per image. Lower is nearer.")
     p.add_argument("models", nargs="+", metavar="MODEL",
                    help="exported .onnx file, training run folder, style_model.pt or checkpoint")
-    p.add_argument("--artwork", required=True, type=Path, metavar="IMG",
-                   help="the painting the models imitate")
+    p.add_argument("--artwork", type=Path, metavar="IMG",
+                   help="the painting the models imitate (not needed with --video)")
     p.add_argument("--photos", required=True, type=Path, metavar="DIR",
                    help="folder of held-out photos (never ones the models trained on)")
     p.add_argument("--out", type=Path, metavar="DIR",
@@ -48,11 +48,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--summary-only", action="store_true",
                    help="print only the mean per model, not every photo")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--video", action="store_true",
+                   help="measure temporal stability instead: warping error and frames/s on "
+                   "clips synthesised from the photos under exact pan and affine motion "
+                   "(docs/video.md)")
+    p.add_argument("--frames", type=int, default=10, help="frames per clip with --video (10)")
     p.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from robust_style.errors import UserError
     from robust_style.evaluate import JUDGES, EvalConfig, evaluate, format_table, write_outputs
+
+    if args.video:
+        return _run_video(args)
+    if args.artwork is None:
+        raise UserError("--artwork is required (except with --video)")
 
     cfg = EvalConfig(models=tuple(args.models), artwork=args.artwork, photos=args.photos,
                      size=args.size, judge_size=args.judge_size, max_photos=args.max_photos,
@@ -63,4 +74,26 @@ def _run(args: argparse.Namespace) -> int:
     if args.out is not None:
         paths = write_outputs(result, args.out)
         sys.stdout.write(f"wrote {paths['csv']}, {paths['markdown']} and {paths['grid']}\n")
+    return 0
+
+
+def _run_video(args: argparse.Namespace) -> int:
+    import csv
+    import dataclasses
+
+    from robust_style.evaluate.video import VideoScore, evaluate_video, format_video_table
+    from robust_style.fileio import atomic_write
+
+    scores = evaluate_video(args.models, args.photos, frames=args.frames,
+                            max_photos=args.max_photos, trust=args.trust_checkpoint,
+                            progress=not args.no_progress)
+    sys.stdout.write(format_video_table(scores, per_clip=not args.summary_only))
+    if args.out is not None:
+        path = Path(args.out) / "video_scores.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path, "w", newline="") as fh:
+            w = csv.DictWriter(fh, [f.name for f in dataclasses.fields(VideoScore)])
+            w.writeheader()
+            w.writerows(dataclasses.asdict(s) for s in scores)
+        sys.stdout.write(f"wrote {path}\n")
     return 0
