@@ -123,3 +123,28 @@ def test_evaluate_video_command(tmp_path: Path, capsys: pytest.CaptureFixture[st
         assert float(r["warping_error"]) > float(r["input_warping_error"]) >= 0
         assert float(r["fps"]) > 0
     assert main(["evaluate", str(a), "--photos", str(photos)]) == 2  # no --artwork
+
+
+def test_real_clip_flow_is_estimated_and_scored(tmp_path: Path) -> None:
+    pytest.importorskip("cv2")
+    from test_video import make_clip, moving_frames
+
+    from robust_style.evaluate.video import evaluate_video
+    from robust_style.video.flow import estimate_map
+
+    frames = moving_frames(3)  # a photo panning by 3 px a frame
+    sx, sy, valid = estimate_map(frames[0], frames[1])
+    ys, xs = np.mgrid[0:frames[0].shape[0], 0:frames[0].shape[1]]
+    assert abs(float(np.median((sx - xs)[valid])) - 3.0) < 0.3
+    assert abs(float(np.median((sy - ys)[valid]))) < 0.3 and valid.mean() > 0.7
+    clip = make_clip(tmp_path / "pan.mp4", n=5, audio=False)
+    model = export_tiny(tmp_path / "a.onnx", "tiny", seed=1)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(skimage_photo("chelsea")).save(photos / "chelsea.png")
+    scores = evaluate_video([model], photos, frames=4, motions=("pan",), real_clips=[clip],
+                            progress=False)
+    real = [s for s in scores if s.clip == "pan-flow"]
+    assert len(scores) == 2 and len(real) == 1 and real[0].frames == 4
+    assert real[0].input_warping_error < 2e-3
+    assert real[0].warping_error > real[0].input_warping_error

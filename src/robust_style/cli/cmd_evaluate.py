@@ -53,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "clips synthesised from the photos under exact pan and affine motion "
                    "(docs/video.md)")
     p.add_argument("--frames", type=int, default=10, help="frames per clip with --video (10)")
+    p.add_argument("--clip", type=Path, action="append", default=[], metavar="VIDEO",
+                   help="with --video, also a real video file (its first --frames frames, "
+                   "flow estimated with OpenCV DIS); repeatable")
     p.set_defaults(handler=_run)
 
 
@@ -86,7 +89,7 @@ def _run_video(args: argparse.Namespace) -> int:
 
     scores = evaluate_video(args.models, args.photos, frames=args.frames,
                             max_photos=args.max_photos, trust=args.trust_checkpoint,
-                            progress=not args.no_progress)
+                            real_clips=args.clip, progress=not args.no_progress)
     sys.stdout.write(format_video_table(scores, per_clip=not args.summary_only))
     if args.out is not None:
         path = Path(args.out) / "video_scores.csv"

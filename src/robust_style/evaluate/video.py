@@ -45,8 +45,13 @@ class VideoScore:
 def evaluate_video(models: Sequence[str | Path], photos: str | Path, *, frames: int = 10,
                    size: tuple[int, int] = (256, 160), motions: Sequence[str] = tuple(MOTIONS),
                    max_photos: int | None = None, trust: bool = False,
+                   real_clips: Sequence[str | Path] = (),
                    progress: bool = True) -> list[VideoScore]:
-    """Warping error and frames/s of each model on clips made from each photo."""
+    """Warping error and frames/s of each model on clips made from each photo.
+
+    ``real_clips``: video files, judged on their first ``frames`` frames (longer side 320)
+    with estimated flow (:mod:`robust_style.video.flow`).
+    """
     if frames < 2:
         raise UserError(f"--frames must be at least 2, not {frames}")
     unknown = sorted(set(motions) - set(MOTIONS))
@@ -58,6 +63,10 @@ def evaluate_video(models: Sequence[str | Path], photos: str | Path, *, frames: 
         raise UserError(f"no photos in {photos}")
     clips = [synthetic_clip(img, frames, size, m, f"{p.stem}-{m}")
              for p, img in zip(files, images, strict=True) for m in motions]
+    if real_clips:
+        from robust_style.video.flow import real_clip
+
+        clips += [real_clip(c, frames) for c in real_clips]
     stylizers = [load_stylizer(m, trust=trust) for m in models]
     labels = _labels([(s.label, Path(s.source)) for s in stylizers])
     scores = []
@@ -101,16 +110,18 @@ def mean_warping_error(scores: Sequence[VideoScore], model: str) -> float:
 def format_video_table(scores: Sequence[VideoScore], *, per_clip: bool = True) -> str:
     """A fixed-width table: per clip, then the mean per model (warping error x 1e3)."""
     lines = []
+    mw = max([24, *(len(s.model) for s in scores)])
+    cw = max([20, *(len(s.clip) for s in scores)])
     if per_clip:
-        lines.append(f"{'model':<24} {'clip':<28} {'warp err x1e3':>13} {'input':>7} "
+        lines.append(f"{'model':<{mw}} {'clip':<{cw}} {'warp err x1e3':>13} {'input':>7} "
                      f"{'frames/s':>9}")
         for s in scores:
-            lines.append(f"{s.model:<24} {s.clip:<28} {s.warping_error * 1e3:>13.4f} "
+            lines.append(f"{s.model:<{mw}} {s.clip:<{cw}} {s.warping_error * 1e3:>13.4f} "
                          f"{s.input_warping_error * 1e3:>7.4f} {s.fps:>9.2f}")
         lines.append("")
-    lines.append(f"{'model (mean over clips)':<24} {'warp err x1e3':>13} {'frames/s':>9}")
+    lines.append(f"{'model (mean over clips)':<{mw}} {'warp err x1e3':>13} {'frames/s':>9}")
     for model in dict.fromkeys(s.model for s in scores):
         mine = [s for s in scores if s.model == model]
-        lines.append(f"{model:<24} {mean_warping_error(scores, model) * 1e3:>13.4f} "
+        lines.append(f"{model:<{mw}} {mean_warping_error(scores, model) * 1e3:>13.4f} "
                      f"{statistics.median(s.fps for s in mine):>9.2f}")
     return "\n".join(lines) + "\n"

@@ -33,15 +33,16 @@ MOTIONS: dict[str, tuple[float, float, float, float]] = {
 
 @dataclass(frozen=True)
 class Clip:
-    """Frames (``HxWx3 uint8``) and, per consecutive pair, the exact backward map.
+    """Frames (``HxWx3 uint8``) and, per consecutive pair, the backward map.
 
-    ``maps[t]`` is the 2x3 matrix taking pixel ``(x, y, 1)`` of frame ``t+1`` to the
-    position in frame ``t`` showing the same point of the scene.
+    ``maps[t]`` takes pixel ``(x, y)`` of frame ``t+1`` to the position in frame ``t``
+    showing the same point of the scene: a 2x3 matrix (exact, synthesised clips) or a dense
+    ``(sx, sy, valid)`` (estimated flow of a real clip, :mod:`robust_style.video.flow`).
     """
 
     name: str
     frames: tuple[np.ndarray, ...]
-    maps: tuple[np.ndarray, ...]
+    maps: tuple[np.ndarray | tuple[np.ndarray, ...], ...]
 
 
 def _camera(t: int, motion: tuple[float, float, float, float], cx: float, cy: float
@@ -95,17 +96,24 @@ def _pil_centres(m: np.ndarray) -> np.ndarray:
     return to_pil @ m @ np.linalg.inv(to_pil)
 
 
-def warp_frame(frame: np.ndarray, backward: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``frame`` moved by ``backward`` (2x3, new pixel -> old position), bilinear.
+def warp_frame(frame: np.ndarray, backward: np.ndarray | tuple[np.ndarray, ...]
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """``frame`` moved by ``backward`` (new pixel -> old position), bilinear.
 
+    ``backward`` is a 2x3 affine matrix, or a dense map ``(sx, sy, valid)`` (HxW arrays of
+    source positions and a mask of pixels with a trustworthy source, e.g. not occluded).
     Returns the warped frame (float, [0, 1]) and the mask of pixels whose source lies
-    inside ``frame`` (the non-occluded ones).
+    inside ``frame`` (and is valid).
     """
     h, w = frame.shape[:2]
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    sx = backward[0, 0] * xs + backward[0, 1] * ys + backward[0, 2]
-    sy = backward[1, 0] * xs + backward[1, 1] * ys + backward[1, 2]
-    inside = (sx >= 0) & (sx <= w - 1) & (sy >= 0) & (sy <= h - 1)
+    if isinstance(backward, tuple):
+        sx, sy, valid = backward
+    else:
+        ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+        sx = backward[0, 0] * xs + backward[0, 1] * ys + backward[0, 2]
+        sy = backward[1, 0] * xs + backward[1, 1] * ys + backward[1, 2]
+        valid = True
+    inside = (sx >= 0) & (sx <= w - 1) & (sy >= 0) & (sy <= h - 1) & valid
     x0 = np.clip(np.floor(sx), 0, w - 1).astype(int)
     y0 = np.clip(np.floor(sy), 0, h - 1).astype(int)
     x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
@@ -117,7 +125,8 @@ def warp_frame(frame: np.ndarray, backward: np.ndarray) -> tuple[np.ndarray, np.
     return top * (1 - fy) + bottom * fy, inside
 
 
-def warping_error(frames: Sequence[np.ndarray], maps: Sequence[np.ndarray]) -> float:
+def warping_error(frames: Sequence[np.ndarray],
+                  maps: Sequence[np.ndarray | tuple[np.ndarray, ...]]) -> float:
     """Mean over pairs of the masked MSE between frame ``t+1`` and warped frame ``t``."""
     if len(frames) != len(maps) + 1 or len(frames) < 2:
         raise ValueError("need N >= 2 frames and N - 1 maps")
