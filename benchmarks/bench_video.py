@@ -168,8 +168,9 @@ def _chart(report: dict, path: Path) -> None:
     ax.set_xticks([j + 0.19 for j in range(len(keys))], keys)
     ax.set_ylabel("frames/s (median)")
     where = report["gpu"] or report["cpu"]
+    load = ", ".join(f"{x:.1f}" for x in report["load_average_end"])
     ax.set_title(f"gRPC video, {report['providers'][0] if report['providers'] else ''}\n"
-                 f"{where[:60]}", fontsize=8)
+                 f"{where[:60]}, load average {load}", fontsize=8)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)

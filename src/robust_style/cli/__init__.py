@@ -34,6 +34,7 @@ log = logging.getLogger("robust_style")
 EXTRA_OF_MODULE: dict[str, str] = {
     "torch": "train", "torchvision": "train", "onnx": "train", "onnxscript": "train",
     "onnxconverter_common": "train", "lpips": "train", "pooch": "train", "h5py": "train",
+    "cv2": "train",
     "robustness": "robustness", "cox": "robustness", "matplotlib": "plots",
 }
 

@@ -23,18 +23,9 @@ from robust_style.video.warping import Clip
 __all__ = ["estimate_map", "real_clip"]
 
 
-def _cv2():  # noqa: ANN202 - the module
-    try:
-        import cv2
-    except ImportError:
-        raise UserError("a real clip's warping error needs optical flow from OpenCV: "
-                        "pip install opencv-python-headless (in the train extra)") from None
-    return cv2
-
-
 def estimate_map(prev: np.ndarray, nxt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Dense backward map ``(sx, sy, valid)`` from frame ``nxt`` to frame ``prev``."""
-    cv2 = _cv2()
+    import cv2  # the train extra; the CLI names it when it is missing
     g0 = cv2.cvtColor(prev, cv2.COLOR_RGB2GRAY)
     g1 = cv2.cvtColor(nxt, cv2.COLOR_RGB2GRAY)
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
