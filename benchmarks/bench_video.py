@@ -140,14 +140,15 @@ def main() -> int:
             server.wait(30)
     report = {
         "cpu": cpu_model(), "gpu": gpu_name(), "providers": list(style.providers),
+        "engine": style.engine, "precision": style.precision, "engine_note": style.engine_note,
         "load_average_end": os.getloadavg(), "frames": args.frames, "repeats": args.repeats,
         "style": style.name,
         "median_fps": {k: {m: statistics.median(v) for m, v in d.items()}
                        for k, d in results.items()},
         "all_fps": results,
     }
-    print(json.dumps({k: report[k] for k in ("cpu", "gpu", "providers", "load_average_end",
-                                             "median_fps")}, indent=2))
+    print(json.dumps({k: report[k] for k in ("cpu", "gpu", "providers", "engine", "precision",
+                                             "load_average_end", "median_fps")}, indent=2))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "video_bench.json").write_text(json.dumps(report, indent=2) + "\n")
     _chart(report, args.out / "video_bench.png")
@@ -169,7 +170,7 @@ def _chart(report: dict, path: Path) -> None:
     ax.set_ylabel("frames/s (median)")
     where = report["gpu"] or report["cpu"]
     load = ", ".join(f"{x:.1f}" for x in report["load_average_end"])
-    ax.set_title(f"gRPC video, {report['providers'][0] if report['providers'] else ''}\n"
+    ax.set_title(f"gRPC video, {report['engine']} {report['precision']}\n"
                  f"{where[:60]}, load average {load}", fontsize=8)
     ax.legend()
     fig.tight_layout()
