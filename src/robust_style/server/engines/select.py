@@ -17,7 +17,6 @@ passes, so a model that loads at all is served, and never at a silent loss of qu
 from __future__ import annotations
 
 import functools
-import io
 import logging
 import math
 import threading
@@ -84,10 +83,9 @@ class LoadedEngine:
 
 @functools.cache
 def _sample() -> np.ndarray:
-    from PIL import Image
+    from robust_style.imageio import decode_image
 
-    data = (resources.files("robust_style") / "models" / "sample.jpg").read_bytes()
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    return decode_image((resources.files("robust_style") / "models" / "sample.jpg").read_bytes())
 
 
 def warmup_image(side: int) -> np.ndarray:
