@@ -212,6 +212,17 @@ def test_shared_vgg16_caffe_loads_strictly_with_its_preprocessing(shared_vgg16: 
     assert torch.isfinite(out).all() and out.abs().max() > 0
 
 
+def test_gram_matrix_of_channels_last_features_equals_the_contiguous_one() -> None:
+    f = torch.rand(2, 8, 5, 7)
+    nhwc = f.contiguous(memory_format=torch.channels_last)
+    assert not nhwc.is_contiguous()
+    torch.testing.assert_close(gram_matrix(nhwc), gram_matrix(f))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        g = gram_matrix(nhwc)
+    assert g.dtype == torch.float32
+    torch.testing.assert_close(g, gram_matrix(f), rtol=2e-2, atol=1e-3)
+
+
 def test_gram_matrix_matches_hand_computation() -> None:
     f = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[0.0, 1.0], [0.0, -1.0]]]])  # 1x2x2x2
     # Channels flattened: a=[1,2,3,4], b=[0,1,0,-1]; C*H*W = 8.

@@ -32,14 +32,21 @@ __all__ = [
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    """Batched Gram matrix of ``(N, C, H, W)`` features, normalised by ``C·H·W``.
+    """Batched Gram matrix of ``(N, C, H, W)`` features, normalised by ``C·H·W``; float32.
 
-    Computed in float32 even under autocast: the sums over ``H·W`` lose precision in
-    half precision.
+    Channels-last (NHWC) features are read as ``N × HW × C`` without a copy. Under
+    autocast the product runs in the autocast dtype (``bmm`` is on autocast's
+    lower-precision list; accumulation is float32 in oneDNN and cuBLAS) and the result
+    is returned in float32; outside autocast it is computed in the features' dtype.
     """
     n, c, h, w = features.shape
-    f = features.reshape(n, c, h * w).float()
-    return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
+    if features.is_contiguous(memory_format=torch.channels_last) and not features.is_contiguous():
+        f = features.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a view of NHWC memory
+        g = torch.bmm(f.transpose(1, 2), f)
+    else:
+        f = features.reshape(n, c, h * w)
+        g = torch.bmm(f, f.transpose(1, 2))
+    return g.float() / (c * h * w)
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
