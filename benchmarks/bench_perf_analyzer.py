@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_model
 from perf_analyzer_tool import find_perf_analyzer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,16 +37,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _stats(client, model: str) -> dict[str, float]:  # noqa: ANN001 - tritonclient
@@ -177,7 +167,7 @@ def main() -> int:
         server.wait(60)
     load_after = os.getloadavg()
 
-    cpu = _cpu_model()
+    cpu = cpu_model()
     meta = {"cpu": cpu, "cores": os.cpu_count(), "engine": engine, "model": model_file.name,
             "loadavg_before": load_before, "loadavg_after": load_after,
             "perf_analyzer": f"count_windows, >= {args.requests} requests per window, "

@@ -34,8 +34,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from machine import cpu_model
 from reference_loop import ReferenceStep, ReferenceVGG16
-from time_to_quality import cpu_model
 
 from robust_style.perceptual import BACKBONES, LossWeights, PerceptualLoss, build_loss_network
 from robust_style.transformer_net import TransformerNet

@@ -21,11 +21,11 @@ import argparse
 import json
 import logging
 import os
-import platform
 from pathlib import Path
 
 import numpy as np
 import torch
+from machine import cpu_model
 from PIL import Image
 from reference_loop import ReferenceStep, ReferenceVGG16, reference_train
 from torch.utils.data import DataLoader
@@ -44,16 +44,6 @@ HELDOUT = ("astronaut", "coffee", "camera")
 #: Shared settings: batch size, learning rate, seed, and the tuned Caffe VGG-16 weights
 #: (docs/training.md) for content and style; the reference loop has no TV term.
 BATCH, LR, SEED, CONTENT_W, STYLE_W = 4, 1e-3, 0, 1.0, 12.5
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def write_photos(work: Path) -> None:

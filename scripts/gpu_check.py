@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -44,12 +43,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(REPO / "benchmarks"))
 from gpu_check_serving import (  # noqa: E402 - the sibling module, found through sys.path
     check_first_request,
     check_serve,
     check_steady,
     model_path,
 )
+from machine import cpu_model  # noqa: E402 - benchmarks/machine.py, through sys.path
 
 CHECKS = ("train", "serve", "first_request", "steady", "bench_server", "bench_train")
 
@@ -169,16 +170,6 @@ def check_bench_train(run: Run) -> dict[str, Any]:
     return {"table": text.strip().splitlines()[-8:]}
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def write_report(run: Run, started: float, gpu_list: list[str]) -> None:
     import onnxruntime as ort
 
@@ -187,7 +178,7 @@ def write_report(run: Run, started: float, gpu_list: list[str]) -> None:
     env = detect_environment()
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "gpus": gpu_list,
             "tensorrt": env.tensorrt_version, "onnxruntime": ort.__version__,
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "load_average": os.getloadavg(), "total_seconds": round(time.monotonic() - started)}
     (run.out / "report.json").write_text(json.dumps({"meta": meta, "checks": run.checks},
                                                     indent=2, default=str) + "\n")
