@@ -10,7 +10,7 @@ from PIL import Image
 
 from robust_style.cli import main
 from robust_style.errors import UserError
-from robust_style.evaluate.tune import TuneConfig, choose_knee
+from robust_style.evaluate.tune import TuneConfig, TunePoint, TuneResult, choose_knee
 from robust_style.perceptual.weights import load_registry
 from robust_style.perceptual.weights.store import import_file
 
@@ -20,6 +20,15 @@ def test_knee_is_the_point_nearest_the_ideal_corner() -> None:
     assert choose_knee([1.0, 0.5, 0.45, 0.44], [0.1, 0.15, 0.4, 0.9]) == 1
     assert choose_knee([1.0, 0.2, 0.0], [0.0, 0.1, 1.0]) == 1
     assert choose_knee([0.5, 0.5, 0.5], [0.3, 0.2, 0.4]) == 1  # flat style: least content
+
+
+def test_a_knee_at_the_grid_edge_says_which_way_to_extend(tmp_path: Path) -> None:
+    cfg = TuneConfig(tmp_path, tmp_path, tmp_path, tmp_path, "alexnet", ratios=(9.0, 1.0, 3.0))
+    points = tuple(TunePoint(r, 1.0, r, 0.1, f"ratio-{r:g}", 0.5, 0.5, 0.5) for r in cfg.ratios)
+    inside, low, high = (TuneResult(cfg, "alexnet", points, k, None) for k in (2, 1, 0))
+    assert not inside.at_edge and inside.edge_advice() is None
+    assert low.at_edge and "below it" in low.edge_advice()
+    assert high.at_edge and "above it" in high.edge_advice()
 
 
 def test_too_few_ratios_are_refused(tmp_path: Path) -> None:
@@ -53,6 +62,8 @@ def test_tune_sweep_end_to_end(tmp_path: Path, photo_dir: Path, shared_alexnet: 
     assert styles[0] < styles[1] < styles[2]  # same unit, growing ratio
     assert styles[1] == pytest.approx(20 * styles[0], rel=1e-3)
     assert data["chosen_ratio"] in (1, 20, 400)
+    assert data["knee_at_grid_edge"] == (data["chosen_ratio"] != 20)
+    assert ("at the edge of the grid" in (out / "tune.md").read_text()) == data["knee_at_grid_edge"]
     assert f"--style-weight {data['defaults']['style_weight']:.4g}" in text
     for name in ("tune.md", "tune.png", "grid.png"):
         assert (out / name).stat().st_size > 0

@@ -99,6 +99,22 @@ class TuneResult:
     def chosen(self) -> TunePoint:
         return self.points[self.knee]
 
+    @property
+    def at_edge(self) -> bool:
+        """True if the knee is the lowest or highest ratio swept: the trade-off may go on
+        beyond the grid, so the sweep has not located a knee (extend ``--ratios``)."""
+        ratios = [p.ratio for p in self.points]
+        return self.chosen.ratio in (min(ratios), max(ratios))
+
+    def edge_advice(self) -> str | None:
+        """One line telling how to extend the grid, or None if the knee is inside it."""
+        if not self.at_edge:
+            return None
+        ratios = [p.ratio for p in self.points]
+        side = "below" if self.chosen.ratio == min(ratios) else "above"
+        return (f"the knee is at the edge of the grid (ratio {self.chosen.ratio:g}): add ratios "
+                f"{side} it to --ratios and run again (finished runs are reused)")
+
 
 def choose_knee(style: list[float], content: list[float]) -> int:
     """Index of the point nearest (0, 0) once both axes are scaled to [0, 1]."""
@@ -175,7 +191,10 @@ def tune(cfg: TuneConfig) -> TuneResult:
                   ev.mean(label, "style_alexnet"), ev.mean(label, "content_lpips"))
         for ratio, w, run, label in zip(cfg.ratios, weights, runs, ev.models, strict=True))
     knee = choose_knee([p.style for p in points], [p.content_lpips for p in points])
-    return TuneResult(cfg, arch, points, knee, ev)
+    result = TuneResult(cfg, arch, points, knee, ev)
+    if (advice := result.edge_advice()) is not None:
+        log.warning("%s", advice)
+    return result
 
 
 def result_json(result: TuneResult) -> str:
@@ -183,7 +202,7 @@ def result_json(result: TuneResult) -> str:
     c = result.chosen
     cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result.config).items()}
     return json.dumps({
-        "backbone": result.arch, "chosen_ratio": c.ratio,
+        "backbone": result.arch, "chosen_ratio": c.ratio, "knee_at_grid_edge": result.at_edge,
         "defaults": {"content_weight": c.content_weight, "style_weight": c.style_weight,
                      "tv_weight": c.tv_weight},
         "points": [asdict(p) for p in result.points], "config": cfg,

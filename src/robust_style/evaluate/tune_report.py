@@ -22,6 +22,8 @@ def format_tune_table(result: TuneResult) -> str:
         lines.append(f"| {p.ratio:g} | {p.content_weight:g} | {p.style_weight:.4g} | "
                      f"{p.tv_weight:.4g} | {p.style_vgg19:.4f} | {p.style_alexnet:.4f} | "
                      f"{p.content_lpips:.4f} | {mark} |")
+    if (advice := result.edge_advice()) is not None:
+        lines += ["", f"Note: {advice}."]
     return "\n".join(lines) + "\n"
 
 
