@@ -44,7 +44,38 @@ class TransformerNetConfig:
                    num_residual=int(data.get("num_residual", 5)))
 
 
-class _ConvLayer(nn.Sequential):
+def _keep_format(y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``y`` in ``like``'s memory format (channels_last stays channels_last)."""
+    if like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous():
+        return y.contiguous(memory_format=torch.channels_last)
+    return y
+
+
+class _Layers(nn.Sequential):
+    """A chain of layers that keeps its input's memory format and dtype through them.
+
+    Two things made a training step do needless copies (docs/training.md, "Speed"):
+    ``instance_norm`` returns NCHW even for channels_last input, so every following
+    padding ran on NCHW and every convolution converted back to NHWC (and the padding's
+    backward took a slow mixed-layout path); and CPU autocast runs ``reflection_pad2d``
+    in float32, so under bf16 every layer cast its activations up to float32 for the
+    padding and back down for the convolution. Padding only moves values, so it runs
+    in its input's dtype here; the results are the same values in both cases.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        for layer in self:
+            if isinstance(layer, nn.ReflectionPad2d) and torch.is_autocast_enabled(x.device.type):
+                with torch.autocast(x.device.type, enabled=False):
+                    x = layer(x)
+            elif isinstance(layer, nn.InstanceNorm2d):
+                x = _keep_format(layer(x), x)
+            else:
+                x = layer(x)
+        return x
+
+
+class _ConvLayer(_Layers):
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1) -> None:
         super().__init__(
             nn.ReflectionPad2d(kernel // 2),
@@ -52,7 +83,7 @@ class _ConvLayer(nn.Sequential):
         )
 
 
-class _ConvNormReLU(nn.Sequential):
+class _ConvNormReLU(_Layers):
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1) -> None:
         super().__init__(
             _ConvLayer(cin, cout, kernel, stride),
@@ -66,7 +97,7 @@ class _ResidualBlock(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(
+        self.body = _Layers(
             _ConvLayer(channels, channels, 3),
             nn.InstanceNorm2d(channels, affine=True),
             nn.ReLU(inplace=True),
