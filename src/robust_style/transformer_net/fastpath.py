@@ -6,7 +6,7 @@
   matrices, losses; TorchInductor also generates the backward) fuses the element-wise
   work between the convolutions (instance norms, ReLUs, normalisation, losses).
   Compiling costs time once per run (minutes on CPU: docs/training.md) and needs a C++
-  compiler on CPU; ``--no-compile`` turns it off, and any failure to compile falls
+  compiler on CPU; ``--compile off`` turns it off, and any failure to compile falls
   back to eager mode with one warning (:class:`~.step.TrainStep`).
 """
 
@@ -46,22 +46,23 @@ def can_compile(device: torch.device) -> tuple[bool, str]:
     return True, ""
 
 
-def compile_step(step: TrainStep) -> bool:
+def compile_step(step: TrainStep, backend: str = "inductor") -> bool:
     """Compile ``step``'s loss computation; returns whether it will be compiled.
 
     Compilation happens lazily at the first step; if it fails there, the step falls
-    back to eager mode (the same computation, uncompiled).
+    back to eager mode (the same computation, uncompiled) with one warning. ``backend``
+    is a ``torch._dynamo`` backend name (TorchInductor by default).
     """
     ok, why = can_compile(step.device)
     if not ok:
         log.info("torch.compile off: %s", why)
         return False
-    step.forward = torch.compile(step.eager_forward, dynamic=False)
+    step.forward = torch.compile(step.eager_forward, backend=backend, dynamic=False)
 
     def fallback() -> None:
         torch._dynamo.reset()
 
     step.on_compile_failure = fallback
     log.info("torch.compile on: the first step compiles the loss computation "
-             "(--no-compile to skip)")
+             "(--compile off to skip)")
     return True

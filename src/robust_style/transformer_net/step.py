@@ -111,11 +111,12 @@ class TrainStep:
         x = self.to_device(batch)
         try:
             total, values = self.forward(x)
-        except Exception:
+        except Exception as exc:
             if self.forward is self.eager_forward or self.on_compile_failure is None:
                 raise
-            log.warning("torch.compile failed; training continues without it "
-                        "(--no-compile skips the attempt)", exc_info=True)
+            log.warning("torch.compile failed (%s); training continues in eager mode "
+                        "(--compile off skips the attempt)", _root_cause(exc))
+            log.debug("torch.compile failure", exc_info=True)
             self.forward = self.eager_forward
             self.on_compile_failure()
             total, values = self.forward(x)
@@ -125,3 +126,14 @@ class TrainStep:
         self.scaler.step(self.optimizer)  # fp16: skips the update on inf/NaN gradients
         self.scaler.update()
         return torch.cat([values.detach(), nonfinite])
+
+
+def _root_cause(exc: BaseException) -> str:
+    """``Type: first line`` of the innermost cause (Dynamo wraps a backend's error)."""
+    while True:
+        inner = exc.__cause__ or getattr(exc, "inner_exception", None)
+        if not isinstance(inner, BaseException) or inner is exc:
+            break
+        exc = inner
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
