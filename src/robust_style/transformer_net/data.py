@@ -15,13 +15,13 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import functional as TF
 
 from robust_style.errors import UserError
 from robust_style.imageio import FORMATS, is_image_file, read_image
 
-__all__ = ["ImageFolderDataset", "find_images", "load_rgb", "load_image_tensor"]
+__all__ = ["ImageFolderDataset", "find_images", "load_rgb", "load_image_tensor", "make_loader"]
 
 log = logging.getLogger(__name__)
 
@@ -98,3 +98,14 @@ class ImageFolderDataset(Dataset):
                 self._bad.add(i)
                 log.warning("skipping corrupt image %s: %s", self.files[i], exc)
         raise UserError("no image in the content folder could be decoded")
+
+
+def make_loader(dataset: Dataset, sampler: Sampler, batch_size: int, workers: int,
+                pin_memory: bool = False) -> DataLoader:
+    """The training data loader: decoding and cropping run in ``workers`` processes, each
+    keeping 4 batches ready, so the step does not wait for photos (the wait is measured
+    in ``log.csv``'s ``data_wait_s`` and by ``benchmarks/bench_data.py``). Pinned memory
+    (CUDA only) lets the copy to the GPU overlap the step."""
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                      pin_memory=pin_memory, prefetch_factor=4 if workers else None,
+                      persistent_workers=False, drop_last=True)

@@ -20,11 +20,13 @@ from robust_style.fileio import atomic_write
 __all__ = ["CsvLog", "LossWindow", "log_fields"]
 
 _HEAD = ("step", "epoch")
-_TAIL = ("total", "images_per_s", "elapsed_s")
+_TAIL = ("total", "images_per_s", "data_wait_s", "elapsed_s")
 
 
 def log_fields(terms: Sequence[str]) -> tuple[str, ...]:
-    """``log.csv`` columns: step, epoch, one per loss term, total, images/s, elapsed."""
+    """``log.csv`` columns: step, epoch, one per loss term, total, images/s, the seconds
+    the loop waited for batches since the previous row (``data_wait_s``: 0 when loading
+    keeps ahead of training), elapsed."""
     return (*_HEAD, *terms, *_TAIL)
 
 

@@ -50,6 +50,7 @@ from robust_style.transformer_net.data import (
     find_images,
     load_image_tensor,
     load_rgb,
+    make_loader,
 )
 from robust_style.transformer_net.fastpath import compile_step, to_channels_last, wants_compile
 from robust_style.transformer_net.init_from import load_initial_net
@@ -216,11 +217,8 @@ class _Trainer:
         sampler = StepSampler(len(self.dataset), config.batch_size, seed=config.seed,
                               start_step=self.start, total_steps=self.total,
                               rank=self.dctx.rank, world_size=self.dctx.world, start_slot=seen)
-        workers = config.workers
-        loader = DataLoader(self.dataset, batch_size=config.batch_size, sampler=sampler,
-                            num_workers=workers, pin_memory=self.device.type == "cuda",
-                            prefetch_factor=4 if workers else None, drop_last=True)
-        return sampler, loader
+        return sampler, make_loader(self.dataset, sampler, config.batch_size, config.workers,
+                                    pin_memory=self.device.type == "cuda")
 
     def run(self) -> TrainResult:
         config, dctx = self.config, self.dctx
@@ -237,7 +235,10 @@ class _Trainer:
                    desc=f"train {files.meta['name']}", dynamic_ncols=True, mininterval=1.0)
         self.net.train()
         step = self.start
+        waited = 0.0  # seconds spent waiting for batches since the last log row
+        t_ready = time.perf_counter()
         for batch in loader:
+            waited += time.perf_counter() - t_ready
             if step == self.start and needs_balancing(config):
                 config = self.config = balance_weights(
                     config, self.criterion, self.net, self.step_fn.to_device(batch), dctx,
@@ -256,10 +257,11 @@ class _Trainer:
                            **{k: f"{v:.6g}" for k, v in means.items()},
                            "total": f"{sum(means.values()):.6g}",
                            "images_per_s": f"{n * self.per_step / max(now - t_window, 1e-9):.3f}",
+                           "data_wait_s": f"{waited:.3f}",
                            "elapsed_s": f"{now - t_start:.1f}"}
                     csv_log.write(row)
                     bar.set_postfix(**{k: row[k] for k in means}, img_s=row["images_per_s"])
-                t_window = now
+                t_window, waited = now, 0.0
                 if self._out_of_time(now - t_start):
                     break
             if step % config.checkpoint_interval == 0 and step != self.total:
@@ -269,6 +271,7 @@ class _Trainer:
                     self._save_checkpoint(step, sampler)
             if dctx.main and config.sample_interval and step % config.sample_interval == 0:
                 files.save_sample(step, self.net)
+            t_ready = time.perf_counter()
         bar.close()
         result_path = files.run / STYLE_MODEL_FILE
         if dctx.main:
