@@ -188,3 +188,18 @@ def test_max_minutes_stops_at_a_log_row_and_resume_continues(tmp_path: Path, pho
     assert resumed.steps == 4
     with (run / "log.csv").open(newline="") as fh:
         assert [int(r["step"]) for r in csv.DictReader(fh)] == [2, 4]
+
+
+def test_log_records_the_wait_for_the_data_loader(tmp_path: Path, photo_dir: Path,
+                                                  style_image: Path) -> None:
+    """``data_wait_s``: the seconds each log interval spent waiting for batches, measured
+    around the real DataLoader with a worker process (the first one includes its start)."""
+    run = train(TrainConfig(style=str(style_image), content=str(photo_dir), out=str(tmp_path / "r"),
+                            backbone="vgg16", image_size=32, batch_size=2, workers=1,
+                            log_interval=1, max_steps=3, sample_interval=0, precision="fp32"))
+    with (run.run_dir / "log.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    waits = [float(r["data_wait_s"]) for r in rows]
+    assert len(waits) == 3 and all(w >= 0 for w in waits)
+    assert waits[0] > 0  # the first batch waits at least for the worker to start and decode
+    assert sum(waits) < float(rows[-1]["elapsed_s"]) + 1e-3
