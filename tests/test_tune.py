@@ -70,3 +70,10 @@ def test_tune_sweep_end_to_end(tmp_path: Path, photo_dir: Path, shared_alexnet: 
     mtime = (out / "runs" / "ratio-20" / "style_model.pt").stat().st_mtime_ns
     assert main(argv) == 0  # finished runs are reused, not retrained
     assert (out / "runs" / "ratio-20" / "style_model.pt").stat().st_mtime_ns == mtime
+    run_cfg = json.loads((out / "runs" / "ratio-20" / "config.json").read_text())
+    again = json.loads((out / "tune.json").read_text())["points"][1]
+    assert again["style_weight"] == run_cfg["style_weight"]  # what the run was trained with
+    capsys.readouterr()
+    assert main([*argv[:-1], "--steps", "4", "--no-progress"]) == 2  # another budget
+    err = capsys.readouterr().err.strip()
+    assert "another budget" in err and "--steps 4 (run: 3)" in err and len(err.splitlines()) == 1

@@ -156,6 +156,30 @@ def probe_scales(cfg: TuneConfig) -> tuple[str, dict[str, float]]:
     return arch, {k: max(float(v), 1e-12) for k, v in parts.items()}
 
 
+#: Settings a reused run must share with the sweep, or the budgets would differ.
+_SAME_BUDGET = {"backbone": "backbone", "max_steps": "steps", "image_size": "image_size", "batch_size": "batch_size",
+                "lr": "lr", "seed": "seed"}
+
+
+def _reused_weights(run: Path, cfg: TuneConfig) -> tuple[float, float, float]:
+    """The weights a finished run was really trained with (from its ``config.json``, not
+    re-derived: the step-0 probe can move in the last digits between versions), after
+    checking that it had this sweep's budget."""
+    try:
+        done = json.loads((run / "config.json").read_text())
+        weights = tuple(float(done[k]) for k in ("content_weight", "style_weight", "tv_weight"))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{run} holds a finished run without a readable config.json ({exc}); "
+                        "delete that folder to retrain it") from None
+    differ = [f"--{flag.replace('_', '-')} {getattr(cfg, flag)} (run: {done.get(key)})"
+              for key, flag in _SAME_BUDGET.items() if done.get(key) != getattr(cfg, flag)]
+    if differ:
+        raise UserError(f"{run} was trained with another budget: {', '.join(differ)}; "
+                        "use a new --out or the same settings")
+    log.info("reusing %s (weights %g, %g, %g)", run, *weights)
+    return weights  # type: ignore[return-value]
+
+
 def tune(cfg: TuneConfig) -> TuneResult:
     """Train one short run per ratio (reusing finished runs in ``out``), judge, choose."""
     from robust_style.transformer_net.config import TrainConfig
@@ -172,7 +196,9 @@ def tune(cfg: TuneConfig) -> TuneResult:
         w = (1.0, float(f"{ratio * scale['content'] / scale['style']:.4g}"),
              float(f"{cfg.tv_ratio * scale['content'] / scale['tv']:.4g}"))
         run = Path(cfg.out) / "runs" / f"ratio-{ratio:g}"
-        if not (run / "style_model.pt").is_file():
+        if (run / "style_model.pt").is_file():
+            w = _reused_weights(run, cfg)
+        else:
             log.info("training ratio %g: weights content %g, style %g, tv %g", ratio, *w)
             train(TrainConfig(style=str(cfg.style), content=str(cfg.content), out=str(run),
                               backbone=cfg.backbone, backbone_weights=cfg.backbone_weights,
