@@ -42,3 +42,21 @@ def test_config_round_trip() -> None:
     assert TransformerNetConfig.from_dict(cfg.to_dict()) == cfg
     small = TransformerNet(cfg)
     assert small.num_parameters() < TransformerNet().num_parameters()
+
+
+def test_bf16_channels_last_activations_reach_every_convolution_unconverted() -> None:
+    """Under bf16 autocast with channels_last, each convolution after the first gets a bf16
+    NHWC input: no float32 round trip around the paddings, no layout change after the
+    instance norms (docs/training.md, "Speed")."""
+    net = TransformerNet().to(memory_format=torch.channels_last).train()
+    seen: list[tuple[torch.dtype, bool]] = []
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.register_forward_pre_hook(lambda _m, args: seen.append(
+                (args[0].dtype, args[0].is_contiguous(memory_format=torch.channels_last))))
+    x = torch.rand(2, 3, 32, 36).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        net(x).float().mean().backward()
+    assert len(seen) == 16
+    assert seen[0] == (torch.float32, True)  # the image itself
+    assert seen[1:] == [(torch.bfloat16, True)] * 15

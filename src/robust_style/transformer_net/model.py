@@ -60,10 +60,11 @@ class _Layers(nn.Sequential):
     backward took a slow mixed-layout path); and CPU autocast runs ``reflection_pad2d``
     in float32, so under bf16 every layer cast its activations up to float32 for the
     padding and back down for the convolution. Padding only moves values, so it runs
-    in its input's dtype here; the results are the same values in both cases.
+    in its input's dtype here. Outputs are unchanged, and so are fp32 gradients; under
+    bf16 the padding's backward now adds the border gradients in bf16.
     """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self:
             if isinstance(layer, nn.ReflectionPad2d) and torch.is_autocast_enabled(x.device.type):
                 with torch.autocast(x.device.type, enabled=False):
