@@ -37,14 +37,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--photos", required=True, type=Path, metavar="DIR",
                    help="held-out photos for the judges (not in --content)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="sweep folder")
-    p.add_argument("--ratios", type=float, nargs="+", default=[2.0, 6.0, 18.0, 54.0, 162.0],
-                   help="style:content ratios at step 0 (default 2 6 18 54 162; the built-in "
-                   "auto weights use 18)")
+    p.add_argument("--ratios", type=float, nargs="+", default=[0.3, 1.0, 3.0, 9.0, 27.0],
+                   help="style:content ratios at step 0 (default 0.3 1 3 9 27: the measured "
+                   "knees of the real VGG-16, VGG-19 and AlexNet lie in it; auto weights use 3)")
     p.add_argument("--tv-ratio", type=float, default=0.001,
                    help="TV:content ratio at step 0 (default 0.001, as auto weights)")
-    p.add_argument("--steps", type=int, default=200, help="training steps per ratio (200)")
+    p.add_argument("--steps", type=int, default=300,
+                   help="training steps per ratio (300, the budget of the measured defaults)")
     p.add_argument("--image-size", type=int, default=128, help="training crop size (128)")
-    p.add_argument("--batch-size", type=int, default=2, help="batch size (2)")
+    p.add_argument("--batch-size", type=int, default=4, help="batch size (4)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")
     p.add_argument("--eval-size", type=int, default=128,
                    help="shorter side of the held-out photos when judged (128)")

@@ -44,11 +44,11 @@ class TuneConfig:
     out: Path
     backbone: str
     backbone_weights: str | None = None
-    ratios: tuple[float, ...] = (2.0, 6.0, 18.0, 54.0, 162.0)
+    ratios: tuple[float, ...] = (0.3, 1.0, 3.0, 9.0, 27.0)
     tv_ratio: float = 0.001
-    steps: int = 200
+    steps: int = 300
     image_size: int = 128
-    batch_size: int = 2
+    batch_size: int = 4
     lr: float = 1e-3
     eval_size: int = 128
     max_photos: int | None = None
