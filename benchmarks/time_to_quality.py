@@ -31,6 +31,7 @@ from reference_loop import ReferenceStep, ReferenceVGG16, reference_train
 from torch.utils.data import DataLoader
 
 from robust_style.cli import main as cli_main
+from robust_style.transformer_net.config import DEFAULT_LOSS_WEIGHTS
 from robust_style.transformer_net.data import ImageFolderDataset, find_images, load_image_tensor
 from robust_style.transformer_net.sampler import StepSampler
 
@@ -41,9 +42,11 @@ VGG16 = SHARED / "weights" / "vgg16-imagenet-caffe-features.pth"
 TRAIN = ("chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina", "coins",
          "moon")
 HELDOUT = ("astronaut", "coffee", "camera")
-#: Shared settings: batch size, learning rate, seed, and the tuned Caffe VGG-16 weights
-#: (docs/training.md) for content and style; the reference loop has no TV term.
-BATCH, LR, SEED, CONTENT_W, STYLE_W = 4, 1e-3, 0, 1.0, 12.5
+#: Shared settings: batch size, learning rate, seed, and our default Caffe VGG-16 content
+#: and style weights (measured by ``tune``; docs/training.md), which ``ours`` gets by not
+#: passing any; the reference loop has no TV term.
+BATCH, LR, SEED = 4, 1e-3, 0
+CONTENT_W, STYLE_W = (float(w) for w in DEFAULT_LOSS_WEIGHTS["vgg16-caffe"][:2])
 
 
 def write_photos(work: Path) -> None:
