@@ -193,12 +193,12 @@ def tune(cfg: TuneConfig) -> TuneResult:
     runs: list[Path] = []
     weights: list[tuple[float, float, float]] = []
     for ratio in cfg.ratios:
-        w = (1.0, float(f"{ratio * scale['content'] / scale['style']:.4g}"),
-             float(f"{cfg.tv_ratio * scale['content'] / scale['tv']:.4g}"))
         run = Path(cfg.out) / "runs" / f"ratio-{ratio:g}"
         if (run / "style_model.pt").is_file():
             w = _reused_weights(run, cfg)
         else:
+            w = (1.0, float(f"{ratio * scale['content'] / scale['style']:.4g}"),
+                 float(f"{cfg.tv_ratio * scale['content'] / scale['tv']:.4g}"))
             log.info("training ratio %g: weights content %g, style %g, tv %g", ratio, *w)
             train(TrainConfig(style=str(cfg.style), content=str(cfg.content), out=str(run),
                               backbone=cfg.backbone, backbone_weights=cfg.backbone_weights,
