@@ -104,8 +104,8 @@ def pick_style(backend, style: str | None) -> str:  # noqa: ANN001 - local or re
     if style is None:
         names = [s.name for s in backend.list_styles()]
         if len(names) != 1:
-            where = "--model has" if hasattr(backend, "registry") else "the server has"
-            raise UserError(f"--style is needed; {where}: {', '.join(names) or 'none'}")
+            raise UserError(f"--style is needed; {backend.where} has: "
+                            f"{', '.join(names) or 'none'}")
         style = names[0]
     if not valid_style_name(style):  # it becomes part of the output file names
         raise UserError(f"unusable style name {style!r}: style names are letters, digits, "

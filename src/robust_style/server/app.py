@@ -22,6 +22,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
+from robust_style.server.dataplane import DataPlane
 from robust_style.server.metrics import Metrics, MetricsHTTPServer
 from robust_style.server.models import ModelRegistry, RegistryConfig
 from robust_style.server.protos import POOL
@@ -145,10 +146,11 @@ class StyleServer:
                                                              thread_name_prefix="grpc"),
                                   options=opts, interceptors=interceptors,
                                   maximum_concurrent_rpcs=workers)
+        self.plane = DataPlane(self.registry, config.limits)
         style_grpc.add_StyleTransferServicer_to_server(
-            StyleTransferService(self.registry, self.metrics, config.limits), self.server)
+            StyleTransferService(self.plane, self.metrics), self.server)
         kserve_grpc.add_GRPCInferenceServiceServicer_to_server(
-            KServeService(self.registry, self.metrics, config.limits, self.ready), self.server)
+            KServeService(self.plane, self.metrics, self.ready), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         _register_descriptors()
         reflection.enable_server_reflection(

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 import numpy as np
@@ -25,7 +25,7 @@ from robust_style.errors import UserError
 from robust_style.server.protos.robust_style.v1 import style_transfer_pb2 as pb
 from robust_style.server.protos.robust_style.v1 import style_transfer_pb2_grpc as pb_grpc
 
-__all__ = ["StyleClient", "StyleInfo", "StylizeResult", "ClientError", "DEFAULT_SERVER"]
+__all__ = ["StyleClient", "StylizeBackend", "StyleInfo", "StylizeResult", "ClientError", "DEFAULT_SERVER"]
 
 DEFAULT_SERVER = "localhost:8001"
 _FORMATS = {"png": pb.IMAGE_FORMAT_PNG, "jpeg": pb.IMAGE_FORMAT_JPEG, "jpg": pb.IMAGE_FORMAT_JPEG}
@@ -66,6 +66,27 @@ class StylizeResult:
     id: str = ""
 
 
+class StylizeBackend(Protocol):
+    """What ``robust-style stylize`` needs of where it runs: a server (:class:`StyleClient`)
+    or this machine (:class:`~robust_style.server.local.LocalStylizer`)."""
+
+    #: How messages name the styles' place ("the server", "--model").
+    where: str
+
+    def list_styles(self) -> list[StyleInfo]: ...
+
+    def stylize(self, image: bytes | str | Path, style: str, *, strength: float | None = None,
+                preserve_color: bool = False, max_side: int = 0, format: str = "png",
+                quality: int = 0) -> StylizeResult: ...
+
+    def stylize_frames(self, frames: Iterable[np.ndarray], style: str, *,
+                       strength: float | None = None, preserve_color: bool = False,
+                       max_side: int = 0, timeout: float | None = None
+                       ) -> Iterator[np.ndarray]: ...
+
+    def close(self) -> None: ...
+
+
 class StyleClient:
     """Connection to a ``robust-style serve`` server.
 
@@ -73,6 +94,8 @@ class StyleClient:
     ``root_cert`` (PEM bytes of the CA or self-signed certificate) for a TLS server.
     ``timeout``: default deadline per call, seconds.
     """
+
+    where = "the server"
 
     def __init__(self, target: str = DEFAULT_SERVER, *, token: str | None = None,
                  tls: bool = False, root_cert: bytes | None = None, timeout: float = 120.0,

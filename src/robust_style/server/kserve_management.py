@@ -22,36 +22,31 @@ keep serving.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import grpc
 
+from robust_style.server.dataplane import DataPlane
+from robust_style.server.models import StyleModel
 from robust_style.server.protos.inference import grpc_service_pb2 as pb
 from robust_style.server.repository import LoadError
 from robust_style.server.rpc import ServiceError
 from robust_style.triton_config import model_config
 
-if TYPE_CHECKING:
-    from robust_style.server.models import ModelRegistry, StyleModel
-    from robust_style.server.rpc import Limits
-
 __all__ = ["KServeManagement"]
 
-_NOT_FOUND = grpc.StatusCode.NOT_FOUND
 _STAT_FIELDS = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
 
 
 class KServeManagement:
-    """Mixin of :class:`~robust_style.server.service_kserve.KServeService`."""
+    """The management RPCs of :class:`~robust_style.server.service_kserve.KServeService`."""
 
-    registry: ModelRegistry
-    limits: Limits
+    def __init__(self, plane: DataPlane) -> None:
+        self.plane, self.registry, self.limits = plane, plane.registry, plane.limits
 
-    def _model(self, name: str, version: str) -> StyleModel:  # provided by KServeService
-        raise NotImplementedError
+    def _model(self, name: str, version: str) -> StyleModel:
+        return self.plane.lookup(name, version)[0]
 
     # -- configuration and statistics -----------------------------------------------------
-    def ModelConfig(self, request, context):  # noqa: N802, ANN001, ANN201 - generated API
+    def model_config(self, request: pb.ModelConfigRequest) -> pb.ModelConfigResponse:
         m = self._model(request.name, request.version)
         batch = self.registry.batch_config
         params = {"file": m.file, "sha256": m.sha256, "version": m.version,
@@ -64,7 +59,8 @@ class KServeManagement:
                            parameters=params, backend=m.engine_name)
         return pb.ModelConfigResponse(config=cfg)
 
-    def ModelStatistics(self, request, context):  # noqa: N802, ANN001, ANN201
+    def model_statistics(self, request: pb.ModelStatisticsRequest
+                         ) -> pb.ModelStatisticsResponse:
         if request.name:
             models = [self._model(request.name, request.version)]
         else:
@@ -89,16 +85,14 @@ class KServeManagement:
         return out
 
     # -- explicit model control -----------------------------------------------------------
-    def _names(self) -> str:
-        return ", ".join(sorted({m.name for m in self.registry.index()})) or "none"
-
-    def RepositoryIndex(self, request, context):  # noqa: N802, ANN001, ANN201
+    def repository_index(self, request: pb.RepositoryIndexRequest
+                         ) -> pb.RepositoryIndexResponse:
         out = pb.RepositoryIndexResponse()
         for m in self.registry.index(ready_only=request.ready):
             out.models.add(name=m.name, version=m.version, state=m.state, reason=m.reason)
         return out
 
-    def RepositoryModelLoad(self, request, context):  # noqa: N802, ANN001, ANN201
+    def load(self, request: pb.RepositoryModelLoadRequest) -> pb.RepositoryModelLoadResponse:
         if request.parameters:
             raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"load parameters ({', '.join(sorted(request.parameters))}) are "
@@ -106,19 +100,12 @@ class KServeManagement:
                                "load it by its style name")
         try:
             self.registry.load(request.model_name)
-        except KeyError:
-            raise ServiceError(_NOT_FOUND, f"no model {request.model_name!r} in the models "
-                               f"folder; available: {self._names()}") from None
         except LoadError as exc:
             raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT,  # as Triton answers it
                                f"load failed for model {request.model_name!r}: {exc}") from None
         return pb.RepositoryModelLoadResponse()
 
-    def RepositoryModelUnload(self, request, context):  # noqa: N802, ANN001, ANN201
-        try:
-            self.registry.unload(request.model_name)
-        except KeyError:
-            loaded = ", ".join(m.name for m in self.registry.styles()) or "none"
-            raise ServiceError(_NOT_FOUND, f"model {request.model_name!r} is not loaded; "
-                               f"loaded: {loaded}") from None
+    def unload(self, request: pb.RepositoryModelUnloadRequest
+               ) -> pb.RepositoryModelUnloadResponse:
+        self.registry.unload(request.model_name)
         return pb.RepositoryModelUnloadResponse()

@@ -12,28 +12,35 @@ and a server alike (``pytorch/examples``' ``neural_style.py eval`` is the local 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from robust_style.errors import UserError
-from robust_style.imageio import decode_image, fit_max_side
-from robust_style.server import images
 from robust_style.server.batching import BatchConfig
 from robust_style.server.client import StyleInfo, StylizeResult
+from robust_style.server.dataplane import DataPlane, ImageOptions
 from robust_style.server.engines import EngineConfig
-from robust_style.server.models import ModelRegistry, RegistryConfig, StyleModel
+from robust_style.server.models import ModelRegistry, RegistryConfig
 from robust_style.server.repository import LoadError
+from robust_style.server.rpc import Limits
 
 __all__ = ["LocalStylizer"]
 
 log = logging.getLogger(__name__)
 
+#: The data plane's name of this front door (:attr:`DataPlane.served`).
+DOOR = "local"
+
 
 class LocalStylizer:
-    """Style models of ``path`` (a ``.onnx`` file or a folder of them), run in-process."""
+    """Style models of ``path`` (a ``.onnx`` file or a folder of them), run in-process.
+
+    A :class:`~robust_style.server.client.StylizeBackend`, as :class:`StyleClient` is.
+    """
+
+    where = "--model"
 
     def __init__(self, path: Path, engine: EngineConfig | None = None,
                  max_pixels: int = 40_000_000, warmup_side: int = 128) -> None:
@@ -48,6 +55,7 @@ class LocalStylizer:
                                 warmup_side=warmup_side)
         self.max_pixels = max_pixels
         self.registry = ModelRegistry(config)
+        self.plane = DataPlane(self.registry, Limits(max_pixels=max_pixels))
         try:
             if path.is_dir():
                 self.registry.scan()
@@ -83,46 +91,32 @@ class LocalStylizer:
                 preserve_color: bool = False, max_side: int = 0, format: str = "png",
                 quality: int = 0) -> StylizeResult:
         """Stylise one encoded image (bytes or a file): what ``Stylize`` answers, locally."""
-        start = time.monotonic()
-        model, _ = self._model(style)
+        self.plane.lookup(style)  # an unknown style before an unreadable file
         try:
             data = image if isinstance(image, bytes | bytearray) else Path(image).read_bytes()
         except OSError as exc:
             raise UserError(f"cannot read {image}: {exc.strerror or exc}") from None
-        content = decode_image(bytes(data), self.max_pixels, max_side)
-        decoded = time.monotonic()
-        out = model.run(content[None])[0]
-        inferred = time.monotonic()
-        out = images.finish(content, out, luminance_only=preserve_color, strength=strength)
-        enc = images.encode_image(out, "jpeg" if format == "jpeg" else "png", quality or 90)
-        end = time.monotonic()
-        timing = {"decode": (decoded - start) * 1000, "queue": 0.0,
-                  "inference": (inferred - decoded) * 1000, "encode": (end - inferred) * 1000,
-                  "total": (end - start) * 1000}
-        return StylizeResult(enc.data, enc.mime_type, out.shape[1], out.shape[0], model.name,
-                             model.version, timing)
+        options = ImageOptions(strength=strength, preserve_color=preserve_color,
+                               max_side=max_side, format="jpeg" if format == "jpeg" else "png",
+                               quality=quality)
+        out = self.plane.finish(self.plane.submit_image(bytes(data), style, options, DOOR))
+        t = out.timing
+        timing = {"decode": t.decode_ms, "queue": t.queue_ms, "inference": t.inference_ms,
+                  "encode": t.encode_ms, "total": t.total_ms}
+        return StylizeResult(out.data, out.mime_type, out.pixels.shape[1], out.pixels.shape[0],
+                             out.model.name, out.model.version, timing)
 
     def stylize_frames(self, frames: Iterable[np.ndarray], style: str, *,
                        strength: float | None = None, preserve_color: bool = False,
                        max_side: int = 0, timeout: float | None = None) -> Iterator[np.ndarray]:
         """Frames in, stylised frames out, in order: the client's ``stylize_frames`` locally
         (``timeout`` is accepted for the same signature; a local run has no deadline)."""
-        model, _ = self._model(style)
+        self.plane.lookup(style)
+        options = ImageOptions(strength=strength, preserve_color=preserve_color,
+                               max_side=max_side)
         for frame in frames:
-            arr = np.asarray(frame)
-            if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
-                raise UserError(f"frames must be HxWx3 uint8 RGB arrays, got {arr.dtype} "
-                                f"{arr.shape}")
-            content = fit_max_side(arr, max_side)
-            out = model.run(np.ascontiguousarray(content)[None])[0]
-            yield images.finish(content, out, luminance_only=preserve_color, strength=strength)
-
-    def _model(self, style: str) -> tuple[StyleModel, object]:
-        try:
-            return self.registry.get(style)
-        except KeyError:
-            names = ", ".join(m.name for m in self.registry.styles())
-            raise UserError(f"unknown style {style!r}; available: {names}") from None
+            pending = self.plane.submit_pixels(frame, style, options, DOOR)
+            yield self.plane.finish(pending, encode=False).pixels
 
     def describe(self) -> str:
         """One line per style: name, engine and precision (for the log)."""

@@ -48,6 +48,7 @@ import numpy as np
 from robust_style.contract import StyleMetadata, parse_metadata, valid_style_name
 from robust_style.server.batching import BatchConfig, Batcher
 from robust_style.server.engines import Engine, EngineConfig, EngineSelector, ProviderConfig
+from robust_style.server.errors import StyleNotFound
 from robust_style.server.metrics import Metrics
 from robust_style.server.repository import LoadError, ModelState, RepositoryControl
 from robust_style.server.statistics import InferenceStatistics
@@ -172,9 +173,12 @@ class ModelRegistry(RepositoryControl):
 
     # -- lookup ---------------------------------------------------------------------------
     def get(self, name: str) -> tuple[StyleModel, Batcher]:
-        """The current model and batcher of ``name``; KeyError if unknown."""
+        """The current model and batcher of ``name``; :class:`StyleNotFound` if unknown."""
         with self._lock:
-            return self._styles[name], self._batchers[name]
+            if name in self._styles:
+                return self._styles[name], self._batchers[name]
+            available = sorted(self._styles)
+        raise StyleNotFound.style(name, available)
 
     def has(self, name: str) -> bool:
         """True if ``name`` is a loaded style."""

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from robust_style.server.errors import StyleNotFound
+
 if TYPE_CHECKING:
     from robust_style.server.models import StyleModel
 
@@ -101,7 +103,8 @@ class RepositoryControl:
         files = self._listing()
         fname = self._file_of(name, files)
         if fname is None:
-            raise KeyError(name)
+            raise StyleNotFound(f"no model {name!r} in the models folder",
+                                sorted({m.name for m in self.index()}))
         return self.load_file(fname)
 
     def unload(self, name: str) -> StyleModel:
@@ -110,7 +113,8 @@ class RepositoryControl:
             with self._lock:
                 model = self._styles.get(name)
                 if model is None:
-                    raise KeyError(name)
+                    raise StyleNotFound(f"model {name!r} is not loaded",
+                                        sorted(self._styles), label="loaded")
                 state = self._files.get(model.file)
                 if state is not None:
                     state.unloaded = True

@@ -21,6 +21,7 @@ from grpc_interceptor import ServerInterceptor
 
 from robust_style.imageio import ImageError, ImageTooLarge
 from robust_style.server.batching import DeadlineExpired, QueueFull, StyleRemoved
+from robust_style.server.errors import InvalidRequest, StyleNotFound, TooManyImages
 from robust_style.server.metrics import Metrics
 
 __all__ = ["ServiceError", "Limits", "status_of", "deadline_of", "StatusInterceptor", "APIS"]
@@ -55,6 +56,12 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status and one-line message ``exc`` is answered with (INTERNAL is logged)."""
     if isinstance(exc, ServiceError):
         return exc.code, exc.message
+    if isinstance(exc, StyleNotFound):
+        return grpc.StatusCode.NOT_FOUND, str(exc)
+    if isinstance(exc, InvalidRequest):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, TooManyImages):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
     if isinstance(exc, ImageTooLarge):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
     if isinstance(exc, ImageError):

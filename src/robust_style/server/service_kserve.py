@@ -21,16 +21,14 @@ import grpc
 import numpy as np
 
 from robust_style import __version__
-from robust_style.contract import MIN_SIDE
-from robust_style.imageio import check_size
-from robust_style.server.batching import Batcher
+from robust_style.server.dataplane import DataPlane
+from robust_style.server.errors import StyleNotFound
 from robust_style.server.kserve_management import KServeManagement
 from robust_style.server.metrics import Metrics
-from robust_style.server.models import ModelRegistry, StyleModel
+from robust_style.server.models import StyleModel
 from robust_style.server.protos.inference import grpc_service_pb2 as pb
 from robust_style.server.protos.inference import grpc_service_pb2_grpc as pb_grpc
-from robust_style.server.rpc import Limits, ServiceError, deadline_of, status_of
-from robust_style.server.service_style import lookup
+from robust_style.server.rpc import ServiceError, deadline_of, status_of
 from robust_style.triton_config import PLATFORM, PLATFORMS
 
 __all__ = ["KServeService", "SERVICE_NAME", "PLATFORM", "PLATFORMS", "EXTENSIONS"]
@@ -45,10 +43,10 @@ API = "kserve"
 _INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
-class KServeService(KServeManagement, pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, registry: ModelRegistry, metrics: Metrics, limits: Limits,
-                 ready: Callable[[], bool]) -> None:
-        self.registry, self.metrics, self.limits, self._ready = registry, metrics, limits, ready
+class KServeService(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, plane: DataPlane, metrics: Metrics, ready: Callable[[], bool]) -> None:
+        self.plane, self.registry, self.metrics, self._ready = plane, plane.registry, metrics, ready
+        self.management = KServeManagement(plane)
 
     # -- server ---------------------------------------------------------------------------
     def ServerLive(self, request, context):  # noqa: N802, ANN001, ANN201 - generated API
@@ -63,21 +61,12 @@ class KServeService(KServeManagement, pb_grpc.GRPCInferenceServiceServicer):
 
     # -- models ---------------------------------------------------------------------------
     def _model(self, name: str, version: str) -> StyleModel:
-        return self._lookup(name, version)[0]
-
-    def _lookup(self, name: str, version: str) -> tuple[StyleModel, Batcher]:
-        """Model and batcher in one registry lookup (a style may be removed in between)."""
-        model, batcher = lookup(self.registry, name)
-        if version and version != model.version:
-            raise ServiceError(grpc.StatusCode.NOT_FOUND,
-                               f"model {name!r} has no version {version!r}; available "
-                               f"versions: {model.version}")
-        return model, batcher
+        return self.plane.lookup(name, version)[0]
 
     def ModelReady(self, request, context):  # noqa: N802, ANN001, ANN201
         try:
             self._model(request.name, request.version)
-        except ServiceError:
+        except StyleNotFound:
             return pb.ModelReadyResponse(ready=False)
         return pb.ModelReadyResponse(ready=True)
 
@@ -112,32 +101,40 @@ class KServeService(KServeManagement, pb_grpc.GRPCInferenceServiceServicer):
 
     def _infer(self, request: pb.ModelInferRequest, context: grpc.ServicerContext
                ) -> pb.ModelInferResponse:
-        start = time.monotonic_ns()
-        model, batcher = self._lookup(request.model_name, request.model_version)
-        try:
+        def parse(model: StyleModel) -> np.ndarray:
             batch = self._input(request, model)
             for out in request.outputs:
                 if out.name != model.output_name:
                     raise ServiceError(_INVALID, f"unknown output {out.name!r}; model "
                                        f"{model.name!r} has output {model.output_name!r}")
-            parsed = time.monotonic_ns()
-            result = batcher.submit(model, batch, deadline_of(context),
-                                    context.is_active).result()
-            answered = time.monotonic_ns()
-            y = np.ascontiguousarray(result.output)
-            resp = pb.ModelInferResponse(model_name=model.name, model_version=model.version,
-                                         id=request.id)
-            resp.outputs.add(name=model.output_name, datatype="UINT8", shape=list(y.shape))
-            resp.raw_output_contents.append(y.tobytes())
-        except Exception:
-            model.stats.failed(time.monotonic_ns() - start)
-            raise
-        end = time.monotonic_ns()
-        model.stats.succeeded(int(batch.shape[0]), end - start,
-                              int(result.queue_seconds * 1e9), parsed - start,
-                              int(result.inference_seconds * 1e9), end - answered)
+            return batch
+
+        res = self.plane.infer(request.model_name, request.model_version, parse, API,
+                               deadline_of(context), context.is_active)
+        model, y = res.model, res.output
+        resp = pb.ModelInferResponse(model_name=model.name, model_version=model.version,
+                                     id=request.id)
+        resp.outputs.add(name=model.output_name, datatype="UINT8", shape=list(y.shape))
+        resp.raw_output_contents.append(y.tobytes())
         return resp
 
+    # -- management (:mod:`.kserve_management`) ---------------------------------------------
+    def ModelConfig(self, request, context):  # noqa: N802, ANN001, ANN201
+        return self.management.model_config(request)
+
+    def ModelStatistics(self, request, context):  # noqa: N802, ANN001, ANN201
+        return self.management.model_statistics(request)
+
+    def RepositoryIndex(self, request, context):  # noqa: N802, ANN001, ANN201
+        return self.management.repository_index(request)
+
+    def RepositoryModelLoad(self, request, context):  # noqa: N802, ANN001, ANN201
+        return self.management.load(request)
+
+    def RepositoryModelUnload(self, request, context):  # noqa: N802, ANN001, ANN201
+        return self.management.unload(request)
+
+    # -- translation ----------------------------------------------------------------------
     def _input(self, request: pb.ModelInferRequest, model: StyleModel) -> np.ndarray:
         if len(request.inputs) != 1:
             raise ServiceError(_INVALID, f"model {model.name!r} takes exactly one input "
@@ -154,14 +151,7 @@ class KServeService(KServeManagement, pb_grpc.GRPCInferenceServiceServicer):
             raise ServiceError(_INVALID, f"input {inp.name!r} must have shape [N, H, W, 3] "
                                f"(NHWC RGB, all > 0), got {shape}")
         n, h, w, _ = shape
-        if h < MIN_SIDE or w < MIN_SIDE:
-            raise ServiceError(_INVALID, f"image is {w}x{h} px; both sides must be at least "
-                               f"{MIN_SIDE} px")
-        check_size(w, h, self.limits.max_pixels)
-        if n > self.limits.max_batch_per_request:
-            raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                               f"batch of {n} images; the limit is "
-                               f"{self.limits.max_batch_per_request} per request")
+        self.plane.check_batch(n, h, w)
         expected = n * h * w * 3
         if request.raw_input_contents:
             if len(request.raw_input_contents) != 1:
