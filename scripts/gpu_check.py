@@ -173,7 +173,7 @@ def check_bench_train(run: Run) -> dict[str, Any]:
 def write_report(run: Run, started: float, gpu_list: list[str]) -> None:
     import onnxruntime as ort
 
-    from robust_style.server.tensorrt import detect_environment
+    from robust_style.server.engines.tensorrt import detect_environment
 
     env = detect_environment()
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "gpus": gpu_list,

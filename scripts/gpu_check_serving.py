@@ -211,8 +211,8 @@ def check_first_request(run: Run) -> dict[str, Any]:
 def check_steady(run: Run) -> dict[str, Any]:
     import onnxruntime as ort
 
-    from robust_style.server.tensorrt import TensorRTConfig
-    from robust_style.server.tensorrt_router import create_router
+    from robust_style.server.engines.tensorrt import TensorRTConfig
+    from robust_style.server.engines.tensorrt_router import create_router
 
     model = model_path(run)
     data = model.read_bytes()

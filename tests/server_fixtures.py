@@ -14,9 +14,9 @@ from PIL import Image
 
 from robust_style.server.app import ServerConfig, StyleServer
 from robust_style.server.batching import BatchConfig
+from robust_style.server.dataplane import Limits
 from robust_style.server.engines import EngineConfig
-from robust_style.server.models import RegistryConfig
-from robust_style.server.rpc import Limits
+from robust_style.server.registry import RegistryConfig
 
 
 def export_tiny(path: Path, name: str, seed: int) -> Path:

@@ -30,7 +30,7 @@ from robust_style.server.engines import (
     psnr,
     warmup_image,
 )
-from robust_style.server.models import load_style_file
+from robust_style.server.registry import load_style_file
 
 SCREAM = Path(str(resources.files("robust_style") / "models" / "the-scream.onnx"))
 CPU = [("CPUExecutionProvider", {})]
@@ -154,7 +154,7 @@ def no_openvino(tmp_path: Path) -> dict[str, str]:
 
 def test_without_openvino_auto_falls_back_to_onnxruntime(no_openvino: dict[str, str]) -> None:
     code = textwrap.dedent(f"""
-        from robust_style.server.models import load_style_file
+        from robust_style.server.registry import load_style_file
         m = load_style_file({str(SCREAM)!r}, warmup_side=32)
         print(m.engine_name, m.precision, "|", m.engine_note)
     """)

@@ -410,7 +410,7 @@ def test_overload_at_default_settings_is_refused_not_queued_unseen(models_dir: P
 
 def test_request_on_a_removed_styles_batcher_is_not_found_shutdown_is_exhausted() -> None:
     from robust_style.server.batching import Batcher, QueueFull, StyleRemoved
-    from robust_style.server.rpc import status_of
+    from robust_style.server.interceptors import status_of
 
     class Echo:
         def run(self, batch: np.ndarray) -> np.ndarray:

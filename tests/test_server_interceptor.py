@@ -73,7 +73,7 @@ def test_refused_rpcs_are_counted_too(models_dir: Path) -> None:
 
 def _boom_server(metrics: Metrics) -> tuple[grpc.Server, int]:
     """A real gRPC server with our interceptor in front of handlers that fail unexpectedly."""
-    from robust_style.server.rpc import StatusInterceptor
+    from robust_style.server.interceptors import StatusInterceptor
 
     def unary(request: bytes, context: grpc.ServicerContext) -> bytes:
         return {}[request]  # KeyError: a bug, not the client's fault

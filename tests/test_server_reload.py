@@ -170,7 +170,7 @@ def test_invalid_style_name_is_skipped_and_corrupt_first_file_does_not_pin_provi
         model_store: Path, tmp_path: Path) -> None:
     from server_fixtures import new_version
 
-    from robust_style.server.models import ModelRegistry, RegistryConfig
+    from robust_style.server.registry import ModelRegistry, RegistryConfig
 
     models = tmp_path / "models"
     models.mkdir()
@@ -199,7 +199,7 @@ def test_file_rewritten_to_a_taken_name_leaves_no_orphan(model_store: Path, tmp_
     its old style "tiny" goes when a.onnx is deleted or takes over "tiny2" from b.onnx."""
     from server_fixtures import new_version
 
-    from robust_style.server.models import ModelRegistry, RegistryConfig
+    from robust_style.server.registry import ModelRegistry, RegistryConfig
 
     models = tmp_path / "models"
     models.mkdir()

@@ -18,9 +18,9 @@ import pytest
 from server_fixtures import model_store, models_dir, photo, server, start_server
 
 from robust_style.server.app import StyleServer
+from robust_style.server.kserve.service import EXTENSIONS
 from robust_style.server.protos.inference import grpc_service_pb2 as kpb
 from robust_style.server.protos.inference import grpc_service_pb2_grpc as kpb_grpc
-from robust_style.server.service_kserve import EXTENSIONS
 
 __all__ = ["model_store", "models_dir", "server"]
 

@@ -19,7 +19,7 @@ from robust_style.server.app import ServerConfig, StyleServer
 from robust_style.server.batching import BatchConfig
 from robust_style.server.client import StyleClient
 from robust_style.server.engines import EngineConfig
-from robust_style.server.models import RegistryConfig
+from robust_style.server.registry import RegistryConfig
 
 __all__ = ["model_store", "models_dir"]
 

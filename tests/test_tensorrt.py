@@ -17,7 +17,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from robust_style.server.tensorrt import (
+from robust_style.server.engines.tensorrt import (
     Profile,
     TensorRTConfig,
     TensorRTEnvironment,
@@ -28,7 +28,7 @@ from robust_style.server.tensorrt import (
     plan_profiles,
     provider_options,
 )
-from robust_style.server.tensorrt_router import ProfileRouter, create_router, route
+from robust_style.server.engines.tensorrt_router import ProfileRouter, create_router, route
 
 ENV = TensorRTEnvironment("10.13.0", "1.31.1", "NVIDIA L4", "8.9")
 LIMITS = [  # (max_pixels, max_batch, trt_max_pixels, max_aspect)
@@ -225,7 +225,7 @@ def test_router_sends_shapes_outside_every_profile_to_the_fallback(tmp_path, cap
     rng = np.random.default_rng(0)
 
     x = rng.integers(0, 256, (1, 41, 20, 3), dtype=np.uint8)  # taller than every box
-    with caplog.at_level(logging.DEBUG, logger="robust_style.server.tensorrt"):
+    with caplog.at_level(logging.DEBUG, logger="robust_style.server.engines.tensorrt"):
         np.testing.assert_array_equal(router.run(x), 255 - x)
         np.testing.assert_array_equal(router.run(x), 255 - x)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -281,7 +281,7 @@ def test_registry_counts_tensorrt_fallbacks_per_style(tmp_path) -> None:
     fallback routing is tested above)."""
     from robust_style.server.engines import EngineConfig, ProviderConfig
     from robust_style.server.metrics import Metrics
-    from robust_style.server.models import ModelRegistry, RegistryConfig
+    from robust_style.server.registry import ModelRegistry, RegistryConfig
 
     (tmp_path / "m").mkdir()
     _save_model(tmp_path / "m" / "ident.onnx", invert=False)

@@ -48,7 +48,7 @@ def _run(args: argparse.Namespace) -> int:
     from robust_style.errors import UserError
     from robust_style.server.app import ServerConfig, StyleServer
     from robust_style.server.client import StyleClient
-    from robust_style.server.models import RegistryConfig
+    from robust_style.server.registry import RegistryConfig
 
     if args.max_side < 0:
         raise UserError(f"--max-side must be 0 (keep) or a positive size, got {args.max_side}")

@@ -109,10 +109,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _config(args: argparse.Namespace, models: Path):  # noqa: ANN202 - lazy import types
     from robust_style.server.app import ServerConfig
     from robust_style.server.batching import BatchConfig
+    from robust_style.server.dataplane import Limits
     from robust_style.server.engines import EngineConfig, ProviderConfig, openvino_status
-    from robust_style.server.models import RegistryConfig
-    from robust_style.server.rpc import Limits
-    from robust_style.server.tensorrt import TensorRTConfig
+    from robust_style.server.engines.tensorrt import TensorRTConfig
+    from robust_style.server.registry import RegistryConfig
 
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be at least 1, got {args.workers}")
@@ -162,7 +162,7 @@ def _config(args: argparse.Namespace, models: Path):  # noqa: ANN202 - lazy impo
 
 def run(args: argparse.Namespace) -> int:
     if args.log_json:
-        from robust_style.server.app import JsonFormatter
+        from robust_style.server.logs import JsonFormatter
 
         for h in logging.getLogger().handlers:
             h.setFormatter(JsonFormatter())

@@ -1,4 +1,4 @@
-"""Assembly of the gRPC server: services, health, reflection, auth, TLS, metrics, signals.
+"""Assembly of the gRPC server: services, health, reflection, interceptors, TLS, metrics, signals.
 
 :class:`StyleServer` binds first (health ``NOT_SERVING``), then loads and warms up the
 models in the background and turns health ``SERVING`` once at least one style is ready.
@@ -8,8 +8,6 @@ Health has the overall service ``""`` and one entry per API; liveness (KServe
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
 import signal
 import threading
@@ -22,23 +20,22 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-from robust_style.server.dataplane import DataPlane
+from robust_style.server.dataplane import DataPlane, Limits
+from robust_style.server.interceptors import HEALTH_NAME, AuthInterceptor, StatusInterceptor
+from robust_style.server.kserve.service import SERVICE_NAME as KSERVE_NAME
+from robust_style.server.kserve.service import KServeService
 from robust_style.server.metrics import Metrics, MetricsHTTPServer
-from robust_style.server.models import ModelRegistry, RegistryConfig
 from robust_style.server.protos import POOL
 from robust_style.server.protos.inference import grpc_service_pb2_grpc as kserve_grpc
 from robust_style.server.protos.robust_style.v1 import style_transfer_pb2_grpc as style_grpc
-from robust_style.server.rpc import Limits, StatusInterceptor
-from robust_style.server.service_kserve import SERVICE_NAME as KSERVE_NAME
-from robust_style.server.service_kserve import KServeService
-from robust_style.server.service_style import SERVICE_NAME as STYLE_NAME
-from robust_style.server.service_style import StyleTransferService
+from robust_style.server.registry import ModelRegistry, RegistryConfig
+from robust_style.server.style_api.service import SERVICE_NAME as STYLE_NAME
+from robust_style.server.style_api.service import StyleTransferService
 
-__all__ = ["ServerConfig", "StyleServer", "JsonFormatter", "serve_until_signal"]
+__all__ = ["ServerConfig", "StyleServer", "serve_until_signal"]
 
 log = logging.getLogger(__name__)
 
-HEALTH_NAME = "grpc.health.v1.Health"
 SERVICES = (STYLE_NAME, KSERVE_NAME)
 
 
@@ -75,40 +72,6 @@ class ServerConfig:
         return self.registry.batch.max_queue + 32
 
 
-class _AuthInterceptor(grpc.ServerInterceptor):
-    """``authorization: Bearer TOKEN`` on every RPC except health checks (for probes).
-
-    Compared with :func:`hmac.compare_digest` (constant time).
-    """
-
-    def __init__(self, token: str) -> None:
-        self._expected = f"Bearer {token}".encode()
-
-        def deny(request: object, context: grpc.ServicerContext) -> None:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                          "missing or wrong bearer token (metadata 'authorization: Bearer ...')")
-
-        self._deny = deny
-
-    def intercept_service(self, continuation, details):  # noqa: ANN001, ANN201 - grpc API
-        if details.method.startswith(f"/{HEALTH_NAME}/"):
-            return continuation(details)
-        given = next((v for k, v in details.invocation_metadata if k == "authorization"), "")
-        given_b = given.encode() if isinstance(given, str) else bytes(given)
-        if hmac.compare_digest(given_b, self._expected):
-            return continuation(details)
-        handler = continuation(details)
-        if handler is None:
-            return None
-        if handler.request_streaming and handler.response_streaming:
-            return grpc.stream_stream_rpc_method_handler(lambda it, ctx: self._deny(None, ctx))
-        if handler.request_streaming:
-            return grpc.stream_unary_rpc_method_handler(self._deny)
-        if handler.response_streaming:
-            return grpc.unary_stream_rpc_method_handler(lambda r, ctx: self._deny(r, ctx))
-        return grpc.unary_unary_rpc_method_handler(self._deny)
-
-
 def _register_descriptors() -> None:
     """Health and reflection protos in our private pool, so reflection can describe them."""
     for fd in (health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR):
@@ -138,7 +101,7 @@ class StyleServer:
         # Outermost first: errors and metrics see every RPC, refused ones included.
         interceptors: list[grpc.ServerInterceptor] = [StatusInterceptor(self.metrics)]
         if config.auth_token:
-            interceptors.append(_AuthInterceptor(config.auth_token))
+            interceptors.append(AuthInterceptor(config.auth_token))
         workers = config.worker_threads()
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
@@ -259,14 +222,3 @@ def serve_until_signal(server: StyleServer) -> int:
         for s, h in previous.items():
             signal.signal(s, h)
     return 0
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message (+ exception)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
-               "logger": record.name, "message": record.getMessage()}
-        if record.exc_info:
-            out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out)

@@ -22,12 +22,19 @@ from robust_style.imageio import check_size, decode_image, fit_max_side
 from robust_style.server import images
 from robust_style.server.batching import Batcher
 from robust_style.server.errors import InvalidRequest, StyleNotFound, TooManyImages
-from robust_style.server.models import ModelRegistry, StyleModel
-from robust_style.server.rpc import Limits
+from robust_style.server.registry import ModelRegistry, StyleModel
 
-__all__ = ["DataPlane", "ImageOptions", "Pending", "Stylized", "Timing", "Inferred"]
+__all__ = ["DataPlane", "Limits", "ImageOptions", "Pending", "Stylized", "Timing", "Inferred"]
 
 FORMATS = ("png", "jpeg")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request limits: pixels per image (after ``max_side``) and images per request."""
+
+    max_pixels: int = 40_000_000
+    max_batch_per_request: int = 64
 
 
 @dataclass(frozen=True)

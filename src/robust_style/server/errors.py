@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import grpc
+
 from robust_style.errors import UserError
 
-__all__ = ["StyleNotFound", "InvalidRequest", "TooManyImages"]
+__all__ = ["StyleNotFound", "InvalidRequest", "TooManyImages", "ServiceError"]
 
 
 class StyleNotFound(UserError, KeyError):
@@ -37,3 +39,11 @@ class InvalidRequest(UserError):
 
 class TooManyImages(UserError):
     """More images in one request than the limit allows."""
+
+
+class ServiceError(Exception):
+    """An error with the gRPC status it should be answered with."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message

@@ -1,7 +1,7 @@
 """Stylise on this machine with the server's own code, no server: ``stylize --model``.
 
 :class:`LocalStylizer` loads a style file (or every style file of a folder) through
-:class:`~robust_style.server.models.ModelRegistry`, the registry ``robust-style serve``
+:class:`~robust_style.server.registry.ModelRegistry`, the registry ``robust-style serve``
 uses: the same engine choice (ONNX Runtime or OpenVINO, precision, accuracy gate), warm-up
 and style naming. Images go through the same decoder (:mod:`robust_style.imageio`), the
 same post-processing and encoder (:mod:`robust_style.server.images`) as a ``Stylize``
@@ -20,11 +20,10 @@ import numpy as np
 from robust_style.errors import UserError
 from robust_style.server.batching import BatchConfig
 from robust_style.server.client import StyleInfo, StylizeResult
-from robust_style.server.dataplane import DataPlane, ImageOptions
+from robust_style.server.dataplane import DataPlane, ImageOptions, Limits
 from robust_style.server.engines import EngineConfig
-from robust_style.server.models import ModelRegistry, RegistryConfig
-from robust_style.server.repository import LoadError
-from robust_style.server.rpc import Limits
+from robust_style.server.registry import ModelRegistry, RegistryConfig
+from robust_style.server.registry.repository import LoadError
 
 __all__ = ["LocalStylizer"]
 

@@ -22,13 +22,20 @@ import contextlib
 import math
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Engine", "CpuBudget", "cpu_budget", "available_cores", "psnr",
+__all__ = ["Engine", "FallbackListener", "CPU", "CUDA", "TRT", "CpuBudget", "cpu_budget", "available_cores", "psnr",
            "ENGINES", "PRECISIONS", "GATE_PSNR_DB"]
+
+#: Called with ``(n, h, w)`` of a batch that ran outside every TensorRT profile.
+FallbackListener = Callable[[tuple[int, int, int]], None]
+#: ONNX Runtime execution providers, named once.
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+TRT = "TensorrtExecutionProvider"
 
 #: ``--engine`` choices.
 ENGINES = ("auto", "onnxruntime", "openvino")
@@ -56,6 +63,10 @@ class Engine(Protocol):
     def run(self, batch: np.ndarray) -> np.ndarray: ...
 
     def describe(self) -> str: ...
+
+    def set_fallback_listener(self, listener: FallbackListener | None) -> None:
+        """Call ``listener(shape)`` for every batch no optimised profile covers (TensorRT;
+        engines without profiles never call it)."""
 
 
 def available_cores() -> int:

@@ -20,18 +20,15 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from robust_style.server.engines.base import cpu_budget
-from robust_style.server.tensorrt import TensorRTConfig
-from robust_style.server.tensorrt_router import ProfileRouter, create_router
+from robust_style.server.engines.base import CPU, CUDA, TRT, FallbackListener, cpu_budget
+from robust_style.server.engines.tensorrt import TensorRTConfig
+from robust_style.server.engines.tensorrt_router import ProfileRouter, create_router
 
 __all__ = ["ProviderConfig", "OnnxRuntimeEngine", "probe_providers", "session_options",
            "check_io", "CPU", "CUDA", "TRT"]
 
 log = logging.getLogger(__name__)
 
-CPU = "CPUExecutionProvider"
-CUDA = "CUDAExecutionProvider"
-TRT = "TensorrtExecutionProvider"
 
 Providers = list[tuple[str, dict[str, Any]]]
 
@@ -55,7 +52,7 @@ class ProviderConfig:
     trt_fp16: bool = True
     trt_cache_dir: str = ""
     #: TensorRT optimisation profiles (from the server limits; see
-    #: :mod:`robust_style.server.tensorrt`); its fp16, cache dir and device come from above.
+    #: :mod:`robust_style.server.engines.tensorrt`); its fp16, cache dir and device come from above.
     tensorrt: TensorRTConfig = field(default_factory=TensorRTConfig)
 
     def trt_config(self) -> TensorRTConfig:
@@ -140,7 +137,7 @@ def _without_fp16(providers: Providers) -> Providers:
 class OnnxRuntimeEngine:
     """One ``onnxruntime.InferenceSession``; ``providers`` as :func:`probe_providers` chose.
 
-    On TensorRT the engine is a :class:`~robust_style.server.tensorrt_router.ProfileRouter`
+    On TensorRT the engine is a :class:`~robust_style.server.engines.tensorrt_router.ProfileRouter`
     instead: one session per optimisation profile plus a CUDA fallback, engines built and
     warmed up here (never on a request). ``precision`` is ``fp16`` when TensorRT runs with
     ``trt_fp16_enable``, else ``fp32``; ``fp32=True`` turns TensorRT's fp16 off (the
@@ -204,6 +201,9 @@ class OnnxRuntimeEngine:
             return self.session.run([self.output_name], {self.input_name: batch})[0]
         with cpu_budget().hold(self._threads):
             return self.session.run([self.output_name], {self.input_name: batch})[0]
+
+    def set_fallback_listener(self, listener: FallbackListener | None) -> None:
+        self.on_fallback = listener
 
     def describe(self) -> str:
         return f"onnxruntime {self.precision} ({', '.join(self.devices)})"

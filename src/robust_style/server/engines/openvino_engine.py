@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from robust_style.server.engines.base import cpu_budget
+from robust_style.server.engines.base import FallbackListener, cpu_budget
 
 __all__ = ["OpenVINOEngine", "OpenVINOStatus", "openvino_status"]
 
@@ -125,6 +125,9 @@ class OpenVINOEngine:
             return np.asarray(out[0])
         finally:
             self._pool.put(request)
+
+    def set_fallback_listener(self, listener: FallbackListener | None) -> None:
+        """No profiles, so no fallbacks."""
 
     def describe(self) -> str:
         return f"openvino {self.precision} ({', '.join(self.devices)})"

@@ -1,19 +1,21 @@
-"""What both APIs share: errors -> gRPC status codes, metrics and logging around each RPC.
+"""The server's interceptors: errors -> gRPC status codes with metrics, and bearer-token auth.
 
-One server interceptor, :class:`StatusInterceptor` (built on the maintained
+:class:`StatusInterceptor` (built on the maintained
 ``grpc-interceptor`` package), wraps every RPC of both APIs: handlers just raise.
 Expected errors become a status with a message the caller can act on; anything unexpected
 is logged with its traceback on the server and answered ``INTERNAL`` with a one-line
 message, never a stack trace. Every RPC, failed or not, is counted and timed
 (``robust_style_requests_total`` and ``robust_style_request_latency_seconds``).
+:func:`status_of` is the one place an error becomes a status. :class:`AuthInterceptor`
+checks the bearer token.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import grpc
@@ -21,12 +23,20 @@ from grpc_interceptor import ServerInterceptor
 
 from robust_style.imageio import ImageError, ImageTooLarge
 from robust_style.server.batching import DeadlineExpired, QueueFull, StyleRemoved
-from robust_style.server.errors import InvalidRequest, StyleNotFound, TooManyImages
+from robust_style.server.errors import (
+    InvalidRequest,
+    ServiceError,
+    StyleNotFound,
+    TooManyImages,
+)
 from robust_style.server.metrics import Metrics
 
-__all__ = ["ServiceError", "Limits", "status_of", "deadline_of", "StatusInterceptor", "APIS"]
+__all__ = ["status_of", "deadline_of", "StatusInterceptor", "AuthInterceptor", "APIS",
+           "HEALTH_NAME"]
 
 log = logging.getLogger(__name__)
+
+HEALTH_NAME = "grpc.health.v1.Health"
 
 #: gRPC service name -> the ``api`` label of its metrics. RPCs of other services (health,
 #: reflection) pass through the interceptor untouched.
@@ -34,22 +44,6 @@ APIS = {"robust_style.v1.StyleTransfer": "style", "inference.GRPCInferenceServic
 #: Request fields naming the style (StylizeRequest.style, ModelInferRequest.model_name,
 #: ModelMetadataRequest.name ...), used as the ``style`` label of unary RPCs.
 _STYLE_FIELDS = ("style", "model_name", "name")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Request limits: pixels per image (after ``max_side``) and images per request."""
-
-    max_pixels: int = 40_000_000
-    max_batch_per_request: int = 64
-
-
-class ServiceError(Exception):
-    """An error with the gRPC status it should be answered with."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
 
 
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -149,3 +143,37 @@ class StatusInterceptor(ServerInterceptor):
         log.info("%s %s style=%r -> %s: %s", *labels, code.name, message)
         context.abort(code, message)
         raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
+
+
+class AuthInterceptor(grpc.ServerInterceptor):
+    """``authorization: Bearer TOKEN`` on every RPC except health checks (for probes).
+
+    Compared with :func:`hmac.compare_digest` (constant time).
+    """
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+        def deny(request: object, context: grpc.ServicerContext) -> None:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                          "missing or wrong bearer token (metadata 'authorization: Bearer ...')")
+
+        self._deny = deny
+
+    def intercept_service(self, continuation, details):  # noqa: ANN001, ANN201 - grpc API
+        if details.method.startswith(f"/{HEALTH_NAME}/"):
+            return continuation(details)
+        given = next((v for k, v in details.invocation_metadata if k == "authorization"), "")
+        given_b = given.encode() if isinstance(given, str) else bytes(given)
+        if hmac.compare_digest(given_b, self._expected):
+            return continuation(details)
+        handler = continuation(details)
+        if handler is None:
+            return None
+        if handler.request_streaming and handler.response_streaming:
+            return grpc.stream_stream_rpc_method_handler(lambda it, ctx: self._deny(None, ctx))
+        if handler.request_streaming:
+            return grpc.stream_unary_rpc_method_handler(self._deny)
+        if handler.response_streaming:
+            return grpc.unary_stream_rpc_method_handler(lambda r, ctx: self._deny(r, ctx))
+        return grpc.unary_unary_rpc_method_handler(self._deny)

@@ -37,21 +37,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from robust_style.contract import StyleMetadata, parse_metadata, valid_style_name
 from robust_style.server.batching import BatchConfig, Batcher
-from robust_style.server.engines import Engine, EngineConfig, EngineSelector, ProviderConfig
+from robust_style.server.engines import EngineConfig, EngineSelector, ProviderConfig
 from robust_style.server.errors import StyleNotFound
 from robust_style.server.metrics import Metrics
-from robust_style.server.repository import LoadError, ModelState, RepositoryControl
-from robust_style.server.statistics import InferenceStatistics
+from robust_style.server.registry.repository import LoadError, ModelState, list_models
+from robust_style.server.registry.style_model import StyleModel, load_style, load_style_file
 
 __all__ = ["EngineConfig", "ProviderConfig", "RegistryConfig", "StyleModel", "ModelRegistry",
            "ModelState", "LoadError", "load_style", "load_style_file"]
@@ -69,75 +65,6 @@ class RegistryConfig:
     warmup_side: int = 128
 
 
-@dataclass(frozen=True, eq=False)
-class StyleModel:
-    """One loaded, warmed-up style. Immutable; hot reload replaces the whole object."""
-
-    name: str
-    version: str
-    file: str
-    sha256: str
-    metadata: StyleMetadata
-    engine: Engine
-    input_name: str
-    output_name: str
-    #: Why this engine/precision (fallbacks and their figures, the accuracy gate's PSNR).
-    engine_note: str = ""
-    #: PSNR of the engine vs fp32 ONNX Runtime on the warm-up image (inf = identical).
-    gate_psnr_db: float = math.inf
-    #: Triton-style inference statistics of this version (``ModelStatistics``).
-    stats: InferenceStatistics = field(default_factory=InferenceStatistics)
-
-    @property
-    def providers(self) -> tuple[str, ...]:
-        """ONNX Runtime execution providers, or the OpenVINO device."""
-        return self.engine.devices
-
-    @property
-    def engine_name(self) -> str:
-        return self.engine.name
-
-    @property
-    def precision(self) -> str:
-        return self.engine.precision
-
-    def engine_info(self) -> dict[str, str]:
-        """Engine facts as strings (for KServe model config ``parameters``, logs, metrics)."""
-        return {"engine": self.engine.name, "precision": self.engine.precision,
-                "devices": ", ".join(self.engine.devices), "engine_note": self.engine_note}
-
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """``NxHxWx3 uint8`` -> the same, stylised (thread-safe)."""
-        return self.engine.run(batch)
-
-
-def load_style(data: bytes, selector: EngineSelector, file: str = "", sha256: str = "",
-               warmup_side: int = 128, default_name: str = "style") -> StyleModel:
-    """Load model bytes through ``selector``: engine choice, warm-up, accuracy gate, metadata.
-
-    Raises ``ValueError`` (or the runtime's error) for a file that is not a valid style.
-    """
-    sha = sha256 or hashlib.sha256(data).hexdigest()
-    loaded = selector.load(data, warmup_side, label=file or default_name)
-    meta = parse_metadata(loaded.metadata, default_name=default_name)
-    name = meta.name or default_name
-    if not valid_style_name(name):
-        raise ValueError(f"invalid style name {name!r} (use letters, digits, '_', '.', '-'; "
-                         "starting with a letter or digit)")
-    return StyleModel(name=name, version="1", file=file, sha256=sha, metadata=meta,
-                      engine=loaded.engine, input_name=loaded.input_name,
-                      output_name=loaded.output_name, engine_note=loaded.note,
-                      gate_psnr_db=loaded.gate_psnr_db)
-
-
-def load_style_file(path: Path, config: EngineConfig | None = None,
-                    warmup_side: int = 128) -> StyleModel:
-    """One style model file, no server: what ``serve`` would load, with the same engines."""
-    path = Path(path)
-    return load_style(path.read_bytes(), EngineSelector(config), file=path.name,
-                      warmup_side=warmup_side, default_name=path.stem)
-
-
 @dataclass
 class _FileState:
     signature: tuple[int, int]
@@ -151,7 +78,7 @@ class _FileState:
     unloaded: bool = False
 
 
-class ModelRegistry(RepositoryControl):
+class ModelRegistry:
     """Styles by name, with their batchers; see the module docstring."""
 
     def __init__(self, config: RegistryConfig, metrics: Metrics | None = None,
@@ -315,10 +242,114 @@ class ModelRegistry(RepositoryControl):
         # file must not pin the server to CPU.
         model = load_style(data, self._selector, file=fname, sha256=sha,
                            warmup_side=self.config.warmup_side, default_name=path.stem)
-        if hasattr(model.engine, "on_fallback"):  # TensorRT: sizes beyond every profile
-            fallbacks, labels = self.metrics.trt_fallbacks, (("style", model.name),)
-            model.engine.on_fallback = lambda shape: fallbacks.inc(labels)
+        fallbacks, labels = self.metrics.trt_fallbacks, (("style", model.name),)
+        model.engine.set_fallback_listener(lambda shape: fallbacks.inc(labels))
         return model
+
+    # -- explicit model control (Triton's model repository) -------------------------------
+    def _file_of(self, name: str, files: dict[str, Path]) -> str | None:
+        """The file that serves (or would serve) style ``name``: by style name, then stem."""
+        with self._lock:
+            model = self._styles.get(name)
+            if model is not None and model.file in files:
+                return model.file
+        for fname in files:
+            state = self._files.get(fname)
+            if state is not None and name in (state.style, state.waiting_for):
+                return fname
+        return f"{name}.onnx" if f"{name}.onnx" in files else None
+
+    def load_file(self, fname: str) -> StyleModel:
+        """Load (or reload) the models folder's file ``fname``; :class:`LoadError` if not."""
+        with self._loading:
+            files = self._listing()
+            self._current = files
+            if fname not in files:
+                raise LoadError(f"no file {fname!r} in {self.config.models_dir}")
+            state = self._files.get(fname)
+            serving = state is not None and state.style is not None and \
+                self.has(state.style) and self._styles[state.style].file == fname
+            if state is not None and not serving:
+                del self._files[fname]  # unloaded, failed or waiting: read it afresh
+            changed = self._scan_file(fname, files[fname])
+            state = self._files.get(fname)
+            if state is None:
+                raise LoadError(f"cannot read {fname} (missing or still being written)")
+            if state.waiting_for:
+                with self._lock:
+                    other = self._styles.get(state.waiting_for)
+                raise LoadError(f"style name {state.waiting_for!r} of {fname} is already served"
+                                f" from {other.file if other else 'another file'}")
+            with self._lock:
+                model = self._styles.get(state.style) if state.style else None
+            if state.error:
+                still = (f"; still serving version {model.version}" if model is not None
+                         else "")
+                raise LoadError(f"cannot load {fname}: {state.error}{still}")
+            assert model is not None
+        if changed and self._on_change:
+            self._on_change()
+        return model
+
+    def load(self, name: str) -> StyleModel:
+        """Load or reload style ``name`` from its file; KeyError if no file has that name."""
+        files = self._listing()
+        fname = self._file_of(name, files)
+        if fname is None:
+            raise StyleNotFound(f"no model {name!r} in the models folder",
+                                sorted({m.name for m in self.index()}))
+        return self.load_file(fname)
+
+    def unload(self, name: str) -> StyleModel:
+        """Stop serving ``name``; its queued and running requests complete. KeyError if unknown."""
+        with self._loading:
+            with self._lock:
+                model = self._styles.get(name)
+                if model is None:
+                    raise StyleNotFound(f"model {name!r} is not loaded",
+                                        sorted(self._styles), label="loaded")
+                state = self._files.get(model.file)
+                if state is not None:
+                    state.unloaded = True
+            self._remove(name, model.file, why="unloaded")
+        if self._on_change:
+            self._on_change()
+        return model
+
+    def index(self, ready_only: bool = False) -> list[ModelState]:
+        """Every model file of the folder with its state and reason (``RepositoryIndex``)."""
+        out: list[ModelState] = []
+        files = self._listing()
+        with self._lock:
+            for fname in files:
+                state = self._files.get(fname)
+                model = self._styles.get(state.style) if state and state.style else None
+                if model is not None and model.file == fname:
+                    reason = (f"a newer {fname} failed to load: {state.error}"
+                              if state and state.error else "")
+                    out.append(ModelState(model.name, model.version, "READY", reason, fname))
+                    continue
+                name = (state.style or state.waiting_for) if state else None
+                if state is None:
+                    reason = "not loaded yet"
+                elif state.unloaded:
+                    reason = "unloaded"
+                elif state.waiting_for:
+                    other = self._styles.get(state.waiting_for)
+                    reason = (f"style name {state.waiting_for!r} is already served from "
+                              f"{other.file if other else 'another file'}")
+                else:
+                    reason = state.error or "not loaded"
+                # Triton keeps showing the version of a model that is not available
+                version = str(self._versions[name]) if name in self._versions else ""
+                out.append(ModelState(name or Path(fname).stem, version, "UNAVAILABLE", reason,
+                                      fname))
+        if ready_only:
+            out = [m for m in out if m.state == "READY"]
+        return sorted(out, key=lambda m: (m.name, m.file))
+
+    def _listing(self) -> dict[str, Path]:
+        return list_models(self.config.models_dir)
 
     # -- watching -------------------------------------------------------------------------
     def start_watching(self) -> None:

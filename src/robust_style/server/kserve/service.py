@@ -3,11 +3,11 @@
 Each style is a model with one input ``image`` (``UINT8``, ``[-1, -1, -1, 3]``) and one
 output ``stylized`` (same), as in :mod:`robust_style.contract`. Raw tensors in and out:
 no decoding, no post-processing. Versions are numeric strings as in Triton (``"1"``, then
-one more per reload; :mod:`robust_style.server.models`); requests may leave the version
+one more per reload; :mod:`robust_style.server.registry`); requests may leave the version
 empty. ``ModelStreamInfer`` reports per-request errors in ``error_message`` (Triton's
 convention), keeps the stream open and records each request's real latency. Model
 configuration, statistics and explicit model control are in
-:mod:`robust_style.server.kserve_management`; ``ServerMetadata.extensions`` lists exactly
+:mod:`robust_style.server.kserve.management`; ``ServerMetadata.extensions`` lists exactly
 those extensions (:data:`EXTENSIONS`).
 """
 
@@ -22,13 +22,13 @@ import numpy as np
 
 from robust_style import __version__
 from robust_style.server.dataplane import DataPlane
-from robust_style.server.errors import StyleNotFound
-from robust_style.server.kserve_management import KServeManagement
+from robust_style.server.errors import ServiceError, StyleNotFound
+from robust_style.server.interceptors import deadline_of, status_of
+from robust_style.server.kserve.management import KServeManagement
 from robust_style.server.metrics import Metrics
-from robust_style.server.models import StyleModel
 from robust_style.server.protos.inference import grpc_service_pb2 as pb
 from robust_style.server.protos.inference import grpc_service_pb2_grpc as pb_grpc
-from robust_style.server.rpc import ServiceError, deadline_of, status_of
+from robust_style.server.registry import StyleModel
 from robust_style.triton_config import PLATFORM, PLATFORMS
 
 __all__ = ["KServeService", "SERVICE_NAME", "PLATFORM", "PLATFORMS", "EXTENSIONS"]

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 import grpc
 
 from robust_style.server.dataplane import DataPlane, ImageOptions, Pending, Stylized
+from robust_style.server.interceptors import deadline_of
 from robust_style.server.metrics import Metrics
 from robust_style.server.protos.robust_style.v1 import style_transfer_pb2 as pb
 from robust_style.server.protos.robust_style.v1 import style_transfer_pb2_grpc as pb_grpc
-from robust_style.server.rpc import deadline_of
 
 __all__ = ["StyleTransferService", "SERVICE_NAME", "options_of"]
 

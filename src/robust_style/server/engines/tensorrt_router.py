@@ -1,7 +1,7 @@
 """Running a style on TensorRT: one session per profile, routing, CUDA fallback, warm-up.
 
 :func:`create_router` builds, for one model, a TensorRT session per profile of
-:func:`robust_style.server.tensorrt.plan_profiles` (each with its own engine cache
+:func:`robust_style.server.engines.tensorrt.plan_profiles` (each with its own engine cache
 directory; creating the session builds the engine, or loads it from the cache) and one
 CUDA-EP session for the shapes no profile holds. :class:`ProfileRouter` then sends every
 batch to the right one (:func:`route`) and :meth:`ProfileRouter.warm_up` runs each profile
@@ -21,7 +21,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from robust_style.server.tensorrt import (
+from robust_style.server.engines.base import CPU, CUDA, TRT
+from robust_style.server.engines.tensorrt import (
     Profile,
     Shape,
     TensorRTConfig,
@@ -36,9 +37,6 @@ __all__ = ["Route", "route", "ProfileRouter", "create_router", "TRT", "CUDA", "C
 
 log = logging.getLogger(__name__)
 
-CPU = "CPUExecutionProvider"
-CUDA = "CUDAExecutionProvider"
-TRT = "TensorrtExecutionProvider"
 
 
 @dataclass(frozen=True)

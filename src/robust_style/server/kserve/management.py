@@ -11,7 +11,7 @@
   version; every loaded model when no name is given.
 * ``RepositoryIndex``/``RepositoryModelLoad``/``RepositoryModelUnload``
   ("model_repository"): the models folder is the one repository (``repository_name`` is
-  ignored); see :mod:`robust_style.server.repository`. Load parameters (Triton's config
+  ignored); see :mod:`robust_style.server.registry.repository`. Load parameters (Triton's config
   override and ``file:`` uploads) are refused with INVALID_ARGUMENT.
 
 Unknown models and versions are NOT_FOUND with the available names (Triton answers some of
@@ -25,10 +25,10 @@ from __future__ import annotations
 import grpc
 
 from robust_style.server.dataplane import DataPlane
-from robust_style.server.models import StyleModel
+from robust_style.server.errors import ServiceError
 from robust_style.server.protos.inference import grpc_service_pb2 as pb
-from robust_style.server.repository import LoadError
-from robust_style.server.rpc import ServiceError
+from robust_style.server.registry import StyleModel
+from robust_style.server.registry.repository import LoadError
 from robust_style.triton_config import model_config
 
 __all__ = ["KServeManagement"]
@@ -37,7 +37,7 @@ _STAT_FIELDS = ("success", "fail", "queue", "compute_input", "compute_infer", "c
 
 
 class KServeManagement:
-    """The management RPCs of :class:`~robust_style.server.service_kserve.KServeService`."""
+    """The management RPCs of :class:`~robust_style.server.kserve.service.KServeService`."""
 
     def __init__(self, plane: DataPlane) -> None:
         self.plane, self.registry, self.limits = plane, plane.registry, plane.limits
