@@ -128,4 +128,4 @@ def test_one_helper_per_job_in_the_package() -> None:
     assert len(functions.get("file_sha256", [])) <= 1, functions["file_sha256"]
     assert "compute_sha256" not in functions
     assert token_env == ["server/__init__.py"]
-    assert classes["StyleModel"] == ["server/models.py"]
+    assert classes["StyleModel"] == ["server/registry/style_model.py"]

@@ -118,7 +118,7 @@ class KServeService(pb_grpc.GRPCInferenceServiceServicer):
         resp.raw_output_contents.append(y.tobytes())
         return resp
 
-    # -- management (:mod:`.kserve_management`) ---------------------------------------------
+    # -- management (:mod:`.management`) -----------------------------------------------------
     def ModelConfig(self, request, context):  # noqa: N802, ANN001, ANN201
         return self.management.model_config(request)
 
