@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import grpc
 import numpy as np
@@ -66,6 +66,9 @@ class StylizeResult:
     id: str = ""
 
 
+_Backend = TypeVar("_Backend", bound="StylizeBackend")
+
+
 class StylizeBackend(Protocol):
     """What ``robust-style stylize`` needs of where it runs: a server (:class:`StyleClient`)
     or this machine (:class:`~robust_style.server.local.LocalStylizer`)."""
@@ -86,8 +89,14 @@ class StylizeBackend(Protocol):
 
     def close(self) -> None: ...
 
+    def __enter__(self: _Backend) -> _Backend:
+        return self
 
-class StyleClient:
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class StyleClient(StylizeBackend):
     """Connection to a ``robust-style serve`` server.
 
     ``token``: bearer token (``--auth-token`` of the server). ``tls=True`` or
@@ -110,12 +119,6 @@ class StyleClient:
             self._channel = grpc.insecure_channel(target, options=opts)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._stub = pb_grpc.StyleTransferStub(self._channel)
-
-    def __enter__(self) -> StyleClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         self._channel.close()

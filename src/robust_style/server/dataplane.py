@@ -13,6 +13,7 @@ import collections
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,7 @@ import numpy as np
 from robust_style.contract import MIN_SIDE
 from robust_style.imageio import check_size, decode_image, fit_max_side
 from robust_style.server import images
-from robust_style.server.batching import Batcher
+from robust_style.server.batching import Batcher, BatchResult
 from robust_style.server.errors import InvalidRequest, StyleNotFound, TooManyImages
 from robust_style.server.registry import ModelRegistry, StyleModel
 
@@ -78,7 +79,7 @@ class Pending:
     door: str
     start: float
     decode_ms: float
-    future: object  # concurrent.futures.Future[BatchResult]
+    future: Future[BatchResult]
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,7 @@ class DataPlane:
 
     def finish(self, pending: Pending, encode: bool = True) -> Stylized:
         """Wait for the batch, post-process, encode (if ``encode``), record statistics."""
-        res = pending.future.result()  # type: ignore[attr-defined]
+        res = pending.future.result()
         t0 = time.monotonic()
         opt = pending.options
         out = images.finish(pending.content, res.output[0], luminance_only=opt.preserve_color,

@@ -44,28 +44,22 @@ APIS = {"robust_style.v1.StyleTransfer": "style", "inference.GRPCInferenceServic
 #: Request fields naming the style (StylizeRequest.style, ModelInferRequest.model_name,
 #: ModelMetadataRequest.name ...), used as the ``style`` label of unary RPCs.
 _STYLE_FIELDS = ("style", "model_name", "name")
+_S = grpc.StatusCode
+#: Expected errors and their status, first match wins (ImageTooLarge is an ImageError).
+_STATUSES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
+    (StyleNotFound, _S.NOT_FOUND), (InvalidRequest, _S.INVALID_ARGUMENT),
+    (TooManyImages, _S.RESOURCE_EXHAUSTED), (ImageTooLarge, _S.RESOURCE_EXHAUSTED),
+    (ImageError, _S.INVALID_ARGUMENT), (StyleRemoved, _S.NOT_FOUND),
+    (QueueFull, _S.RESOURCE_EXHAUSTED), (DeadlineExpired, _S.DEADLINE_EXCEEDED))
 
 
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status and one-line message ``exc`` is answered with (INTERNAL is logged)."""
     if isinstance(exc, ServiceError):
         return exc.code, exc.message
-    if isinstance(exc, StyleNotFound):
-        return grpc.StatusCode.NOT_FOUND, str(exc)
-    if isinstance(exc, InvalidRequest):
-        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
-    if isinstance(exc, TooManyImages):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
-    if isinstance(exc, ImageTooLarge):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
-    if isinstance(exc, ImageError):
-        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
-    if isinstance(exc, StyleRemoved):
-        return grpc.StatusCode.NOT_FOUND, str(exc)
-    if isinstance(exc, QueueFull):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
-    if isinstance(exc, DeadlineExpired):
-        return grpc.StatusCode.DEADLINE_EXCEEDED, str(exc)
+    for kind, code in _STATUSES:
+        if isinstance(exc, kind):
+            return code, str(exc)
     log.error("internal error", exc_info=exc)
     return grpc.StatusCode.INTERNAL, f"internal server error ({type(exc).__name__}); see the server log"
 

@@ -3,10 +3,10 @@
 :class:`LocalStylizer` loads a style file (or every style file of a folder) through
 :class:`~robust_style.server.registry.ModelRegistry`, the registry ``robust-style serve``
 uses: the same engine choice (ONNX Runtime or OpenVINO, precision, accuracy gate), warm-up
-and style naming. Images go through the same decoder (:mod:`robust_style.imageio`), the
-same post-processing and encoder (:mod:`robust_style.server.images`) as a ``Stylize``
-request. It offers the client's ``list_styles``/``stylize`` so the CLI treats a local run
-and a server alike (``pytorch/examples``' ``neural_style.py eval`` is the local habit).
+and style naming. Images go through the same :class:`~robust_style.server.dataplane.DataPlane`
+as a ``Stylize`` request (decoding, batcher, post-processing, encoding, statistics). It is
+a :class:`~robust_style.server.client.StylizeBackend`, as the client is, so the CLI treats
+a local run and a server alike (``pytorch/examples``' ``neural_style.py eval`` is the local habit).
 """
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ import numpy as np
 
 from robust_style.errors import UserError
 from robust_style.server.batching import BatchConfig
-from robust_style.server.client import StyleInfo, StylizeResult
+from robust_style.server.client import StyleInfo, StylizeBackend, StylizeResult
 from robust_style.server.dataplane import DataPlane, ImageOptions, Limits
 from robust_style.server.engines import EngineConfig
-from robust_style.server.registry import ModelRegistry, RegistryConfig
-from robust_style.server.registry.repository import LoadError
+from robust_style.server.registry import LoadError, ModelRegistry, RegistryConfig
 
 __all__ = ["LocalStylizer"]
 
@@ -33,7 +32,7 @@ log = logging.getLogger(__name__)
 DOOR = "local"
 
 
-class LocalStylizer:
+class LocalStylizer(StylizeBackend):
     """Style models of ``path`` (a ``.onnx`` file or a folder of them), run in-process.
 
     A :class:`~robust_style.server.client.StylizeBackend`, as :class:`StyleClient` is.
@@ -71,12 +70,6 @@ class LocalStylizer:
         except BaseException:
             self.close()
             raise
-
-    def __enter__(self) -> LocalStylizer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         self.registry.stop()
