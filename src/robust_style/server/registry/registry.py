@@ -43,14 +43,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from robust_style.server.batching import BatchConfig, Batcher
-from robust_style.server.engines import EngineConfig, EngineSelector, ProviderConfig
+from robust_style.server.engines import EngineConfig, EngineSelector
 from robust_style.server.errors import StyleNotFound
 from robust_style.server.metrics import Metrics
 from robust_style.server.registry.repository import LoadError, ModelState, list_models
-from robust_style.server.registry.style_model import StyleModel, load_style, load_style_file
+from robust_style.server.registry.style_model import StyleModel, load_style
 
-__all__ = ["EngineConfig", "ProviderConfig", "RegistryConfig", "StyleModel", "ModelRegistry",
-           "ModelState", "LoadError", "load_style", "load_style_file"]
+__all__ = ["RegistryConfig", "ModelRegistry"]
 
 log = logging.getLogger(__name__)
 
