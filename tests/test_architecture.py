@@ -135,3 +135,17 @@ def _private_reads(path: Path) -> list[str]:
 def test_no_module_reads_another_modules_private_attributes() -> None:
     found = [hit for path in _modules().values() for hit in _private_reads(path)]
     assert not found, "private attributes read from outside: " + "; ".join(found)
+
+
+def test_server_rooms_are_acyclic() -> None:
+    """The rooms of ``robust_style.server`` (``registry``, ``kserve``, ``engines`` ...)
+    import each other in one direction only."""
+    rooms: dict[str, set[str]] = {}
+    for m, deps in import_graph().items():
+        if m.startswith("robust_style.server."):
+            room = ".".join(m.split(".")[:3])
+            rooms.setdefault(room, set()).update(
+                r for d in deps if d.startswith("robust_style.server.")
+                and (r := ".".join(d.split(".")[:3])) != room)
+    cycle = find_cycle(rooms)
+    assert cycle is None, "cycle between server rooms: " + " -> ".join(cycle or [])
