@@ -167,3 +167,20 @@ def test_device_measure_rejects_an_unknown_section() -> None:
     p = subprocess.run([sys.executable, "scripts/gpu_device_measure.py", "--only", "nope"],
                        cwd=REPO, capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "unknown section 'nope'" in p.stderr
+
+
+@pytest.mark.skipif(_has_gpu(), reason="a GPU is present")
+def test_device_measure_sections_run_in_subprocesses_and_report_failures(tmp_path: Path) -> None:
+    """The driver's plumbing on a CPU: the section fails (no CUDA), the run goes on, the
+    report records the reason."""
+    p = subprocess.run([sys.executable, "scripts/gpu_device_measure.py", "--only", "ceilings",
+                        "--out", str(tmp_path), "--note", "cpu smoke"], cwd=REPO,
+                       capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    assert p.returncode == 0, p.stderr
+    assert "ceilings: failed" in p.stdout
+    rep = json.loads((tmp_path / "report.json").read_text())
+    sec = rep["sections"]["ceilings"]
+    assert sec["status"] == "failed" and sec["reason"]
+    assert rep["notes"] == ["cpu smoke"]
+    assert "## ceilings: failed" in (tmp_path / "report.md").read_text()
