@@ -47,6 +47,7 @@ ORT_GPU = "onnxruntime-gpu==1.31.1"
 # purpose (large): the sections that need them are skipped and say so.
 WHEELS = ["grpc-interceptor>=0.15", "platformdirs>=3.0", "grpcio-health-checking==1.85.1",
           "grpcio-reflection==1.85.1", "torchvision==0.26.0"]  # torchvision: torch 2.11's
+FP16_MODEL = "models/style-fp16.onnx"  # under the wheelhouse: carried with it
 PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "any"]
 
 
@@ -88,9 +89,27 @@ def _pip_download(specs: list[str], dest: Path) -> None:
     subprocess.run(cmd + specs, check=True)
 
 
+def build_fp16_model(dest: Path) -> None:
+    """The style network exported as ``robust-style export --fp16`` does (random weights:
+    speed does not depend on them); the lent machine has no onnxconverter-common."""
+    import onnx
+    import torch
+
+    from robust_style.export.fp16 import convert_core_to_fp16
+    from robust_style.export.onnx_export import compose_serving, export_core
+    from robust_style.transformer_net import TransformerNet
+
+    torch.manual_seed(0)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(compose_serving(convert_core_to_fp16(export_core(TransformerNet().eval()))),
+              str(dest))
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     if not args.no_download:
         _pip_download(WHEELS, args.wheelhouse)
+        build_fp16_model(args.wheelhouse / FP16_MODEL)
+        print(f"{(args.wheelhouse / FP16_MODEL).stat().st_size / MIB:8.2f} MiB  {FP16_MODEL}")
     wheels = sorted(args.wheelhouse.glob("*.whl")) if args.wheelhouse.is_dir() else []
     if not wheels:
         raise Refused(f"prepare: no wheels in {args.wheelhouse}")
@@ -235,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("prepare", help="download the missing wheels; check the call size")
     p.add_argument("--wheelhouse", type=Path, default=WHEELHOUSE)
-    p.add_argument("--no-download", action="store_true", help="only the size check")
+    p.add_argument("--no-download", action="store_true",
+                   help="only the size check (no downloads, no fp16 model build)")
     p = sub.add_parser("split", help="cut onnxruntime-gpu into pieces + manifest")
     p.add_argument("--wheel", type=Path, help="default: download " + ORT_GPU)
     p.add_argument("--out", type=Path, default=CARRY)

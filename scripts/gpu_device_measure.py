@@ -3,7 +3,7 @@
 Run by ``scripts/gpu_device.py measure`` (which puts the carried wheels on PYTHONPATH).
 Sections: ``ceilings`` (1 GiB device copy GB/s, 8192³ bf16 matmul TFLOPS), ``torch_infer``
 (style network at 512², 1024², 1920x1080, batch 1 and 8: eager fp32, channels_last fp16,
-torch.compile), ``ort_infer`` (ONNX Runtime CUDA EP, IO binding, fp32; CUDA graphs where
+torch.compile), ``ort_infer`` (ONNX Runtime CUDA EP, IO binding, fp32 and fp16; CUDA graphs where
 the EP allows), ``server`` (``robust-style serve --device cuda`` over gRPC, 1 and 8
 clients), ``train`` (``benchmarks/bench_train.py``'s steps, 256 px, batch 4 and 16).
 Medians after warm-up. TensorRT is not on the lent machine: the report says so.
@@ -97,11 +97,17 @@ def sec_ort_infer() -> dict[str, Any]:
     model = str(REPO / "src/robust_style/models/the-scream.onnx")
     out: dict[str, Any] = {"onnxruntime": ort.__version__,
                            "tensorrt": "absent on the lent machine: not measured"}
+    models = {"fp32": model}
+    fp16 = REPO / "gpu-check/wheelhouse/models/style-fp16.onnx"  # gpu_device.py prepare
+    if fp16.is_file():
+        models["fp16"] = str(fp16)
+    variants = [(f"cuda_{p}_{kind}", path, graph) for p, path in models.items()
+                for kind, graph in (("iobinding", "0"), ("cudagraph", "1"))]
     for h, w in SHAPES:
         for n in BATCHES:
             x = np.random.default_rng(0).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
             row: dict[str, Any] = {}
-            for name, graph in (("cuda_fp32_iobinding", "0"), ("cuda_fp32_cudagraph", "1")):
+            for name, model, graph in variants:
                 try:
                     sess = ort.InferenceSession(model, providers=[("CUDAExecutionProvider", {
                         "enable_cuda_graph": graph, "cudnn_conv_algo_search": "EXHAUSTIVE"})])
@@ -122,7 +128,8 @@ def sec_ort_infer() -> dict[str, Any]:
                 except Exception as e:  # noqa: BLE001 - recorded, the others stand
                     row[name] = {"error": f"{type(e).__name__}: {e}"[:300]}
             out[f"{w}x{h}_b{n}"] = row
-    out["fp16"] = "needs an fp16 export (onnxconverter-common, not on the machine): not measured"
+    if "fp16" not in models:
+        out["fp16"] = f"{fp16} not carried (run gpu_device.py prepare): not measured"
     return out
 
 

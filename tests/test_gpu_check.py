@@ -184,3 +184,19 @@ def test_device_measure_sections_run_in_subprocesses_and_report_failures(tmp_pat
     assert sec["status"] == "failed" and sec["reason"]
     assert rep["notes"] == ["cpu smoke"]
     assert "## ceilings: failed" in (tmp_path / "report.md").read_text()
+
+
+def test_prepare_builds_an_fp16_style_model_that_serves_uint8(tmp_path: Path) -> None:
+    """The carried fp16 file (the machine cannot convert: no onnxconverter-common)."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    dest = tmp_path / gpu_device.FP16_MODEL
+    gpu_device.build_fp16_model(dest)
+    m = onnx.load(str(dest))
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in m.graph.initializer)
+    x = np.random.default_rng(0).integers(0, 256, (2, 64, 96, 3), dtype=np.uint8)
+    y = ort.InferenceSession(str(dest), providers=["CPUExecutionProvider"]).run(
+        None, {"image": x})[0]
+    assert y.shape == x.shape and y.dtype == np.uint8
