@@ -217,6 +217,19 @@ def unpack(wheel: Path, site: Path) -> None:
         z.extractall(site)
 
 
+def cuda_lib_path(site: Path) -> str:
+    """LD_LIBRARY_PATH with the CUDA/cuDNN libraries of the machine's nvidia wheels, for
+    the server subprocess (which does not call ``onnxruntime.preload_dlls``)."""
+    import site as pysite
+
+    dirs: set[str] = set()
+    for sp in [*pysite.getsitepackages(), pysite.getusersitepackages(), str(site)]:
+        for pat in ("nvidia/*/lib", "nvidia/*/*/lib", "nvidia/cu13/lib"):
+            dirs.update(str(p) for p in Path(sp).glob(pat) if p.is_dir())
+    old = os.environ.get("LD_LIBRARY_PATH", "")
+    return os.pathsep.join([*sorted(dirs), *([old] if old else [])])
+
+
 def cmd_measure(args: argparse.Namespace) -> int:
     if not has_gpu():
         raise Refused("gpu_device: no CUDA GPU on this machine (nvidia-smi lists none); "
@@ -240,7 +253,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
         unpack(w, site)
     if ort_wheel is not None:
         unpack(ort_wheel, site)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO / "src"),
+    env = {**os.environ, "LD_LIBRARY_PATH": cuda_lib_path(site),
+           "PYTHONPATH": os.pathsep.join([str(site), str(REPO / "src"),
                                                         os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, str(REPO / "scripts/gpu_device_measure.py"), "--out", str(args.out),
            "--budget-s", str(args.budget_s), "--only", args.only]

@@ -57,6 +57,11 @@ def sec_ceilings() -> dict[str, Any]:
             "cuda": torch.version.cuda}
 
 
+def emit(figures: dict[str, Any]) -> None:
+    """Print the figures so far (one JSON line): a section cut by its timeout keeps them."""
+    print(json.dumps(figures), flush=True)
+
+
 def _row(ms: float, n: int) -> dict[str, float]:
     return {"ms": round(ms, 3), "ms_per_image": round(ms / n, 3),
             "img_per_s": round(n / ms * 1000, 1)}
@@ -83,6 +88,7 @@ def sec_torch_infer() -> dict[str, Any]:
                     out[key]["compile_fp16"] = _row(_cuda_ms(lambda x16=x16: comp(x16), 10, warm=3), n)
                 except Exception as e:  # noqa: BLE001 - recorded, the others stand
                     out[key]["compile_fp16"] = {"error": f"{type(e).__name__}: {e}"[:300]}
+                emit(out)
     return out
 
 
@@ -128,6 +134,7 @@ def sec_ort_infer() -> dict[str, Any]:
                 except Exception as e:  # noqa: BLE001 - recorded, the others stand
                     row[name] = {"error": f"{type(e).__name__}: {e}"[:300]}
             out[f"{w}x{h}_b{n}"] = row
+            emit(out)
     if "fp16" not in models:
         out["fp16"] = f"{fp16} not carried (run gpu_device.py prepare): not measured"
     return out
@@ -168,6 +175,7 @@ def sec_server() -> dict[str, Any]:
                 t.join()
             out[f"512x512_{clients}_clients"] = {"median_ms": round(statistics.median(lat), 2),
                                                  "img_per_s": round(len(lat) / 10, 1)}
+            emit(out)
     finally:
         srv.stop()
     return out
@@ -184,9 +192,9 @@ def sec_train() -> dict[str, Any]:
     for batch in (4, 16):
         x = torch.rand(batch, 3, 256, 256, device=dev)
         variants = {"reference (vgg16, fp32)": lambda: reference_step(256, dev)}
-        for bb in ("vgg16-caffe", "robust-resnet50"):
-            for prec in ("bf16", "fp32"):
-                for comp in ("on", "off"):
+        for comp in ("off", "on"):  # the compiles last: a timeout keeps the eager figures
+            for bb in ("vgg16-caffe", "robust-resnet50"):
+                for prec in ("bf16", "fp32"):
                     variants[f"{bb} {prec} channels_last compile {comp}"] = (
                         lambda bb=bb, prec=prec, comp=comp: our_step(bb, prec, 256, dev, True,
                                                                      comp))
@@ -198,8 +206,16 @@ def sec_train() -> dict[str, Any]:
                 row[name] = {"ms_per_step": round(ms, 2)}
             except Exception as e:  # noqa: BLE001 - recorded, the others stand
                 row[name] = {"error": f"{type(e).__name__}: {e}"[:300]}
-        out[f"256px_b{batch}"] = row
+            out[f"256px_b{batch}"] = row
+            emit(out)
     return out
+
+
+def sec_selftest() -> dict[str, Any]:
+    """The driver's own test (CPU): one figure, then a hang its timeout must cut."""
+    emit({"first": {"done": 1}})
+    time.sleep(600)
+    return {}
 
 
 def write_report(results: dict[str, Any], out: Path) -> None:
@@ -212,7 +228,9 @@ def write_report(results: dict[str, Any], out: Path) -> None:
            ""]
     for name, sec in results.get("sections", {}).items():
         md += [f"## {name}: {sec['status']} ({sec.get('seconds', 0):.0f} s)", ""]
-        if sec["status"] != "ok":
+        if sec["status"] == "timeout (partial)":
+            md += [f"    {sec.get('reason', '')}: the figures measured before it", ""]
+        elif sec["status"] != "ok":
             md += [f"    {sec.get('reason', '')}", ""]
             continue
         flat = [(k, v) for k, v in sec["figures"].items()]
@@ -235,9 +253,14 @@ def run_section(name: str, timeout_s: float) -> dict[str, Any]:
     try:
         p = subprocess.run([sys.executable, __file__, "--section", name], capture_output=True,
                            text=True, timeout=timeout_s, cwd=REPO)
-    except subprocess.TimeoutExpired:
-        return {"status": "timeout", "reason": f"over {timeout_s:.0f} s",
-                "seconds": time.monotonic() - t0}
+    except subprocess.TimeoutExpired as e:
+        got = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+        lines = got.strip().splitlines()
+        res: dict[str, Any] = {"status": "timeout", "reason": f"over {timeout_s:.0f} s",
+                               "seconds": time.monotonic() - t0}
+        if lines:
+            res.update(status="timeout (partial)", figures=json.loads(lines[-1]))
+        return res
     dt = time.monotonic() - t0
     lines = p.stdout.strip().splitlines()
     if p.returncode == 0 and lines:
@@ -248,7 +271,7 @@ def run_section(name: str, timeout_s: float) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--section", choices=SECTIONS, help="(internal) run one, print JSON")
+    ap.add_argument("--section", choices=(*SECTIONS, "selftest"), help="(internal) run one, print JSON")
     ap.add_argument("--out", type=Path, default=REPO / "gpu-check")
     ap.add_argument("--budget-s", type=int, default=480)
     ap.add_argument("--only", default="all")

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -200,3 +201,11 @@ def test_prepare_builds_an_fp16_style_model_that_serves_uint8(tmp_path: Path) ->
     y = ort.InferenceSession(str(dest), providers=["CPUExecutionProvider"]).run(
         None, {"image": x})[0]
     assert y.shape == x.shape and y.dtype == np.uint8
+
+
+def test_a_section_cut_by_its_timeout_keeps_its_figures_so_far() -> None:
+    t0 = time.monotonic()
+    res = gpu_device_measure.run_section("selftest", 5)
+    assert time.monotonic() - t0 < 60
+    assert res["status"] == "timeout (partial)" and res["reason"] == "over 5 s"
+    assert res["figures"] == {"first": {"done": 1}}
