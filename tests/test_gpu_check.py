@@ -24,6 +24,7 @@ def _has_gpu() -> bool:
 
 @pytest.mark.skipif(_has_gpu(), reason="a GPU is present: run scripts/gpu_check.sh itself")
 @pytest.mark.parametrize("cmd", [["bash", "scripts/gpu_check.sh"],
+                                 ["bash", "scripts/gpu_check.sh", "--device-mode"],
                                  [sys.executable, "scripts/gpu_check.py"]])
 def test_without_a_gpu_exits_2_with_one_line(cmd: list[str]) -> None:
     had_venv = (REPO / ".venv").exists()
