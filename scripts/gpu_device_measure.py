@@ -23,7 +23,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = ("ceilings", "ort_infer", "torch_infer", "server", "train")
-SHARE = {"ceilings": 0.08, "ort_infer": 0.2, "torch_infer": 0.22, "server": 0.15, "train": 0.3}
+SHARE = {"ceilings": 0.05, "ort_infer": 0.3, "torch_infer": 0.2, "server": 0.12, "train": 0.28}
 SHAPES = [(512, 512), (1024, 1024), (1080, 1920)]
 BATCHES = (1, 8)
 
