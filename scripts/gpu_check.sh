@@ -5,7 +5,8 @@
 # export, serving on TensorRT and CUDA (parity, engine cache reuse, first-request latency),
 # steady latency/throughput and the project's benchmarks. Report: gpu-check/report.md
 # and report.json. Arguments are passed to gpu_check.py (e.g. --only serve,steady).
-# Without a GPU: one line on stderr, exit 2, nothing installed.
+# Without a GPU: one line on stderr, exit 2, nothing installed. --device-mode [ARGS]: the
+# lent-device mode, scripts/gpu_device.py measure ARGS (docs/gpu.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,13 @@ listing=$(nvidia-smi -L 2>/dev/null || true)
 if ! grep -q '^GPU ' <<<"$listing"; then
   echo "gpu_check: no CUDA GPU on this machine (nvidia-smi lists none); nothing to check" >&2
   exit 2
+fi
+
+# --device-mode: the lent machine without a registry (docs/gpu.md): nothing installed with
+# pip, the carried wheels unpacked into gpu-check/device/site, the machine's own torch.
+if [[ ${1:-} == --device-mode ]]; then
+  shift
+  exec "$(command -v python3 || command -v python)" scripts/gpu_device.py measure "$@"
 fi
 
 scripts/setup.sh dev
