@@ -39,7 +39,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _stats(client, model: str) -> dict[str, float]:  # noqa: ANN001 - tritonclient
+def _stats(client, model: str) -> dict[str, float]:
     s = client.get_inference_statistics(model).model_stats[0]
     st = s.inference_stats
     out = {"requests": st.success.count, "executions": s.execution_count,
@@ -121,7 +121,7 @@ def main() -> int:
             try:
                 if client.is_server_ready():
                     break
-            except Exception:  # noqa: BLE001 - not listening yet
+            except Exception:
                 pass
             time.sleep(0.2)
         name = client.get_model_repository_index().models[0].name

@@ -143,7 +143,7 @@ def _wait(client: Any) -> None:
         try:
             if client.is_server_live():
                 return
-        except Exception:  # noqa: BLE001 - not up yet
+        except Exception:
             pass
         time.sleep(0.2)
 

@@ -39,7 +39,7 @@ def need_shared(path: Path, what: str) -> Path:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # noqa: ANN201
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     outcome = yield
     report = outcome.get_result()
     if not (report.skipped and ci_enforces_shared() and call.excinfo is not None):
@@ -100,7 +100,7 @@ def photo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                               "motorcycle_left"]):
         try:
             arr = skimage_photo(name)
-        except Exception:  # noqa: BLE001 - a missing optional image is fine
+        except Exception:
             continue
         ext = "jpg" if i % 2 == 0 else "png"
         sub = out / ("a" if i < 3 else "b")

@@ -5,7 +5,7 @@ from robust_style import __version__
 from robust_style.cli import main
 
 
-def test_version_and_help(capsys) -> None:  # noqa: ANN001
+def test_version_and_help(capsys) -> None:
     try:
         main(["--version"])
     except SystemExit as exc:

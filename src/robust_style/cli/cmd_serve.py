@@ -106,7 +106,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def _config(args: argparse.Namespace, models: Path):  # noqa: ANN202 - lazy import types
+def _config(args: argparse.Namespace, models: Path):
     from robust_style.server.app import ServerConfig
     from robust_style.server.batching import BatchConfig
     from robust_style.server.engines import EngineConfig, ProviderConfig, openvino_status

@@ -70,7 +70,7 @@ def _out(line: str = "") -> None:
     sys.stdout.write(line + "\n")
 
 
-def _registry(args: argparse.Namespace):  # noqa: ANN202
+def _registry(args: argparse.Namespace):
     from robust_style.perceptual.weights.registry import load_registry
 
     return load_registry(args.registry)

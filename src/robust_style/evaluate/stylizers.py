@@ -55,7 +55,7 @@ def _onnx(path: Path) -> Stylizer:
     opts.log_severity_level = 3
     try:
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - any ORT failure means the file is unusable
+    except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot load style model {path}: not a readable ONNX file ({first})") \
             from None
@@ -70,7 +70,7 @@ def _onnx(path: Path) -> Stylizer:
     def run(batch: np.ndarray) -> np.ndarray:
         try:
             return sess.run([out_name], {in_name: batch})[0]
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise UserError(f"{path} failed on a {batch.shape[1]}x{batch.shape[2]} photo: "
                             f"{str(exc).splitlines()[0]}") from None
 

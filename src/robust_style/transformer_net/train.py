@@ -312,7 +312,7 @@ def _pick_sample(files: list[Path]) -> Path | None:
     for candidate in reversed(files):
         try:
             load_rgb(candidate)
-        except Exception:  # noqa: BLE001 - corrupt files are skipped by the dataset too
+        except Exception:
             continue
         if len(files) >= 3:
             files.remove(candidate)
