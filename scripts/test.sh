@@ -6,4 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev
 .venv/bin/ruff check src tests benchmarks scripts
+.venv/bin/mypy  # config in pyproject.toml: src/, protos excluded
 .venv/bin/python -m pytest "$@"

@@ -183,7 +183,7 @@ def _contract_problems(model: onnx.ModelProto) -> list[str]:
     return problems
 
 
-def _session(model: onnx.ModelProto, providers: Sequence[str]):  # type: ignore[no-untyped-def]
+def _session(model: onnx.ModelProto, providers: Sequence[str]):
     """One ONNX Runtime session on the model, with the float core's output exposed.
 
     The graph is the shipped one plus one extra graph output (:data:`CORE_OUTPUT`), so

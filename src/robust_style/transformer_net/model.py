@@ -40,7 +40,7 @@ class TransformerNetConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TransformerNetConfig:
-        return cls(channels=tuple(data.get("channels", (32, 64, 128))),  # type: ignore[arg-type]
+        return cls(channels=tuple(data.get("channels", (32, 64, 128))),
                    num_residual=int(data.get("num_residual", 5)))
 
 
