@@ -80,7 +80,7 @@ def test_a_command_of_a_missing_extra_exits_2_naming_it(argv: list[str], tmp_pat
 
 
 def test_demo_runs_without_the_train_extra(tmp_path: Path) -> None:
-    """The README's first command on the base install: no torch, onnx, lpips or pooch."""
+    """The README's first command on the base install: no torch, onnx or lpips."""
     proc = run_without(TRAIN_ONLY, "demo", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "LEAKED []" in proc.stdout
