@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from robust_style.errors import UserError
+from robust_style.errors import UserError, first_line
 
 __all__ = ["Stylizer", "load_stylizer", "training_photos"]
 
@@ -56,7 +56,7 @@ def _onnx(path: Path) -> Stylizer:
     try:
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise UserError(f"cannot load style model {path}: not a readable ONNX file ({first})") \
             from None
     inputs, outputs = sess.get_inputs(), sess.get_outputs()
@@ -72,7 +72,7 @@ def _onnx(path: Path) -> Stylizer:
             return sess.run([out_name], {in_name: batch})[0]
         except Exception as exc:
             raise UserError(f"{path} failed on a {batch.shape[1]}x{batch.shape[2]} photo: "
-                            f"{str(exc).splitlines()[0]}") from None
+                            f"{first_line(exc)}") from None
 
     info = {"name": meta.name, "backbone": meta.backbone, "steps": meta.steps,
             "config": dict(meta.config)}

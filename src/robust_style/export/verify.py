@@ -33,7 +33,7 @@ from onnx import TensorProto, helper
 from torch import nn
 
 from robust_style.contract import INPUT_NAME, MIN_SIDE, OUTPUT_NAME
-from robust_style.errors import UserError
+from robust_style.errors import UserError, first_line
 from robust_style.export.fp16 import op_input_types
 from robust_style.export.onnx_export import CORE_OUTPUT, ServingWrapper
 
@@ -237,7 +237,7 @@ def verify_onnx(model: str | Path | bytes | onnx.ModelProto, net: nn.Module,
         onnx.checker.check_model(model, full_check=True)
         checks.append("onnx.checker (full check)")
     except Exception as exc:
-        failures.append(f"onnx.checker: {str(exc).strip().splitlines()[0]}")
+        failures.append(f"onnx.checker: {first_line(exc)}")
     contract = _contract_problems(model)
     failures += contract
     if not contract:
