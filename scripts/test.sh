@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up (.venv with everything: the train, dev and robustness extras), then run the linter and the test
+# Set up (.venv with everything: the train, dev and robustness extras), then run the linters (ruff, mypy) and the test
 # suite. Any failure, including "no tests collected" (pytest exit 5), exits non-zero.
 # Extra arguments go to pytest.
 set -euo pipefail

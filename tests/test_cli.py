@@ -11,8 +11,13 @@ def test_version_and_help(capsys) -> None:
     except SystemExit as exc:
         assert exc.code == 0
     assert __version__ in capsys.readouterr().out
-    assert main([]) == 0
-    assert "robust-style" in capsys.readouterr().out
+    assert main([]) == 2  # like a bare command group
+    assert "usage: robust-style" in capsys.readouterr().err
+    try:
+        main(["--help"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    assert "1 partial failure" in capsys.readouterr().out
 
 
 def test_console_script_runs() -> None:
