@@ -24,3 +24,19 @@ def test_console_script_runs() -> None:
     out = subprocess.run([sys.executable, "-m", "robust_style", "--help"], capture_output=True,
                          text=True, check=True)
     assert "usage: robust-style" in out.stdout
+
+
+def test_renamed_options_keep_their_old_names() -> None:
+    from robust_style.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices  # type: ignore[attr-defined]
+    robustness = next(a for a in sub["analyze"]._actions
+                      if a.dest == "analysis").choices["robustness"]  # type: ignore[attr-defined]
+    for cmd, new, old, dest in [(sub["export"], "--out", "--output", "output"),
+                                (robustness, "--photos", "--images", "images"),
+                                (sub["tune"], "--max-steps", "--steps", "steps")]:
+        help_text = cmd.format_help()
+        assert new in help_text and old in help_text, cmd.prog
+        for flag in (new, old):
+            assert cmd._option_string_actions[flag].dest == dest, (cmd.prog, flag)

@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "initialisation, the control)")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="allow full unpickling of the checkpoints (runs code in the files)")
-    p.add_argument("--images", metavar="DIR", required=True, type=Path,
+    p.add_argument("--photos", "--images", dest="images", metavar="DIR", required=True, type=Path,
                    help="folder of photos (searched recursively)")
     p.add_argument("--out", metavar="DIR", required=True, type=Path,
                    help="where robustness.csv and robustness.png go")

@@ -24,7 +24,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("source", type=Path, metavar="RUN_OR_CHECKPOINT",
                    help="training run folder (uses style_model.pt, else the newest "
                         "checkpoint), or a style model / checkpoint file")
-    p.add_argument("-o", "--output", type=Path, required=True, metavar="STYLE.onnx",
+    p.add_argument("-o", "--out", "--output", dest="output", type=Path, required=True, metavar="STYLE.onnx",
                    help="the ONNX file to write")
     p.add_argument("--name", default=None,
                    help="style name stored in the file (default: the training run's name)")

@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "knees of the real VGG-16, VGG-19 and AlexNet lie in it; auto weights use 3)")
     p.add_argument("--tv-ratio", type=float, default=0.001,
                    help="TV:content ratio at step 0 (default 0.001, as auto weights)")
-    p.add_argument("--steps", type=int, default=300,
+    p.add_argument("--max-steps", "--steps", dest="steps", type=int, default=300,
                    help="training steps per ratio (300, the budget of the measured defaults)")
     p.add_argument("--image-size", type=int, default=128, help="training crop size (128)")
     p.add_argument("--batch-size", type=int, default=4, help="batch size (4)")
