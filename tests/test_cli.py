@@ -40,3 +40,13 @@ def test_renamed_options_keep_their_old_names() -> None:
         assert new in help_text and old in help_text, cmd.prog
         for flag in (new, old):
             assert cmd._option_string_actions[flag].dest == dest, (cmd.prog, flag)
+
+
+def test_no_progress_is_one_option_and_quiet_hides_bars_too() -> None:
+    from robust_style.cli import build_parser
+    from robust_style.cli.options import show_progress
+
+    parser = build_parser()
+    for argv in (["-q", "weights", "download", "x"], ["weights", "download", "x", "--no-progress"]):
+        assert not show_progress(parser.parse_args(argv)), argv
+    assert show_progress(parser.parse_args(["weights", "download", "x"]))

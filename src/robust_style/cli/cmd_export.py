@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from robust_style.cli.options import add_no_progress, show_progress
+
 __all__ = ["register"]
 
 # Mirrors robust_style.export (not imported here: it pulls in torch, and --help must be fast).
@@ -51,7 +53,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="allow full unpickling of the checkpoint (runs code in it; only for "
                         "files from a source you trust)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(p)
     p.set_defaults(handler=_run)
 
 
@@ -69,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
         opset=args.opset, triton_repo=args.triton_repo, triton_max_batch=args.triton_max_batch,
         force=args.force, trust_checkpoint=args.trust_checkpoint, sizes=sizes,
         atol=args.atol, min_psnr=args.min_psnr, description=args.description,
-        progress=not args.no_progress and sys.stderr.isatty())
+        progress=show_progress(args) and sys.stderr.isatty())
     try:
         result = export_style_model(opts)
     except ExportVerificationError as exc:

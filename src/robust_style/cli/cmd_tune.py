@@ -18,6 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from robust_style.cli.options import add_no_progress, show_progress
+
 __all__ = ["register"]
 
 
@@ -52,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-photos", type=int, default=None, help="judge at most N photos")
     p.add_argument("--seed", type=int, default=0, help="seed of every run (0)")
     p.add_argument("--workers", type=int, default=0, help="data-loader workers (0)")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_no_progress(p)
     p.set_defaults(handler=_run)
 
 
@@ -66,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
                      image_size=args.image_size, batch_size=args.batch_size, lr=args.lr,
                      eval_size=args.eval_size, max_photos=args.max_photos, seed=args.seed,
                      workers=args.workers, trust=args.trust_checkpoint,
-                     progress=not args.no_progress)
+                     progress=show_progress(args))
     result = tune(cfg)
     paths = write_tune_outputs(result, args.out)
     c = result.chosen

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from robust_style.cli.options import add_no_progress, show_progress
+
 __all__ = ["register"]
 
 
@@ -45,7 +47,7 @@ def register(subparsers: Any) -> None:
                     help="seconds without data before giving up on a connection (default 30)")
     dl.add_argument("--retries", type=int, default=3, metavar="N",
                     help="resume a transfer that broke off up to N times (default 3)")
-    dl.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(dl)
     dl.set_defaults(handler=_download)
 
     im = sub.add_parser("import", parents=[common, trust],
@@ -120,7 +122,7 @@ def _download(args: argparse.Namespace) -> int:
         raise UserError("--retries must be >= 0 and --timeout > 0")
     entry = _registry(args).get_entry(args.name)
     cfg = DownloadConfig(timeout=args.timeout, retries=args.retries,
-                         progress=not args.no_progress)
+                         progress=show_progress(args))
     path, result = download(entry, home=args.home, urls=tuple(args.url) or None, config=cfg,
                             force=args.force, trust=args.trust_checkpoint)
     if result is None:
