@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from robust_style.cli.options import add_no_progress, show_progress
+from robust_style.cli.options import add_no_progress, add_trust_checkpoint, show_progress
 
 __all__ = ["register"]
 
@@ -66,8 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backbone-weights", metavar="FILE", action=_Weights,
                    help="checkpoint of the --backbone just before ('random' = random "
                    "initialisation, the control)")
-    p.add_argument("--trust-checkpoint", action="store_true",
-                   help="allow full unpickling of the checkpoints (runs code in the files)")
+    add_trust_checkpoint(p, "the checkpoints")
     p.add_argument("--photos", "--images", dest="images", metavar="DIR", required=True, type=Path,
                    help="folder of photos (searched recursively)")
     p.add_argument("--out", metavar="DIR", required=True, type=Path,

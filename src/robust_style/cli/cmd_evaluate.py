@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from robust_style.cli.options import add_no_progress, show_progress
+from robust_style.cli.options import add_no_progress, add_trust_checkpoint, show_progress
 
 __all__ = ["register"]
 
@@ -45,8 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--judges", nargs="+", metavar="JUDGE",
                    help="only these judges: style_vgg19 style_alexnet content_lpips")
     p.add_argument("--device", default="cpu", help="torch device of the judges (default cpu)")
-    p.add_argument("--trust-checkpoint", action="store_true",
-                   help="allow full unpickling of torch model files (runs code in them)")
+    add_trust_checkpoint(p, "torch model files")
     p.add_argument("--summary-only", action="store_true",
                    help="print only the mean per model, not every photo")
     add_no_progress(p)

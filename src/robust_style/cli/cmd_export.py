@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from robust_style.cli.options import add_no_progress, show_progress
+from robust_style.cli.options import add_no_progress, add_trust_checkpoint, show_progress
 
 __all__ = ["register"]
 
@@ -50,9 +50,7 @@ def register(subparsers: Any) -> None:
                    help="fp32: max abs difference allowed on the [0,1] scale (default 1e-4)")
     p.add_argument("--min-psnr", type=float, default=40.0, metavar="DB",
                    help="fp16: minimum PSNR against fp32 in dB (default 40)")
-    p.add_argument("--trust-checkpoint", action="store_true",
-                   help="allow full unpickling of the checkpoint (runs code in it; only for "
-                        "files from a source you trust)")
+    add_trust_checkpoint(p, "the checkpoint")
     add_no_progress(p)
     p.set_defaults(handler=_run)
 

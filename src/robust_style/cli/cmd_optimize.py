@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from robust_style.cli.options import add_no_progress, show_progress
+from robust_style.cli.options import add_no_progress, add_trust_checkpoint, show_progress
 
 __all__ = ["register"]
 
@@ -38,8 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="loss network: architecture or registered weights name")
     p.add_argument("--backbone-weights", metavar="FILE",
                    help="the loss network's checkpoint (or a registered weights name)")
-    p.add_argument("--trust-checkpoint", action="store_true",
-                   help="allow full unpickling of --backbone-weights (runs code in the file)")
+    add_trust_checkpoint(p, "--backbone-weights")
     p.add_argument("--image-size", type=int, default=192,
                    help="shorter side of the content image and output (default 192, for CPU)")
     p.add_argument("--style-size", type=int, default=None,

@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from robust_style.cli.options import add_no_progress, show_progress
+from robust_style.cli.options import add_no_progress, add_trust_checkpoint, show_progress
 
 __all__ = ["register"]
 
@@ -31,8 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backbone", required=True, metavar="NAME",
                    help="architecture or registered weights name")
     p.add_argument("--backbone-weights", metavar="FILE", help="the loss network's checkpoint")
-    p.add_argument("--trust-checkpoint", action="store_true",
-                   help="allow full unpickling of checkpoints (runs code in them)")
+    add_trust_checkpoint(p, "the checkpoints")
     p.add_argument("--style", required=True, type=Path, metavar="IMG", help="the artwork")
     p.add_argument("--content", required=True, type=Path, metavar="DIR",
                    help="training photos")

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from robust_style.cli.options import add_no_progress, show_progress
+from robust_style.cli.options import add_no_progress, add_trust_checkpoint, show_progress
 
 __all__ = ["register"]
 
@@ -22,9 +22,7 @@ def register(subparsers: Any) -> None:
                         help="robust-style home; weights live in DIR/weights "
                              "(default: $ROBUST_STYLE_HOME or the user cache dir)")
     trust = argparse.ArgumentParser(add_help=False)
-    trust.add_argument("--trust-checkpoint", action="store_true",
-                       help="allow full unpickling when checking the file (runs code in it; "
-                            "only for files from a source you trust)")
+    add_trust_checkpoint(trust, "the file when checking it")
 
     p = subparsers.add_parser("weights", help="list, download, import and verify loss-network "
                               "weights", description="Known loss-network weights and the "
