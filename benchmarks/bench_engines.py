@@ -81,7 +81,7 @@ def png(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def torch_runner(model: Path, threads: int):  # noqa: ANN201 - callable
+def torch_runner(model: Path, threads: int):
     """PyTorch eager fp32 with the ONNX file's weights (checked: PSNR vs ONNX Runtime).
 
     ``threads`` 0: the faster of 1 thread and one per core, timed at 256 px. On a loaded
@@ -124,7 +124,7 @@ def torch_runner(model: Path, threads: int):  # noqa: ANN201 - callable
     return run
 
 
-def _timed(fn, x: np.ndarray) -> float:  # noqa: ANN001
+def _timed(fn, x: np.ndarray) -> float:
     t = time.perf_counter()
     fn(x)
     return time.perf_counter() - t
@@ -193,7 +193,7 @@ def throughput(client_for, styles: list[str], img: bytes, clients: int, per_clie
     return clients * per_client / (time.perf_counter() - start)
 
 
-def main() -> int:  # noqa: PLR0915 - one linear script
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 4])

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,13 +32,7 @@ FIELDS = ("queue", "compute_input", "compute_infer", "compute_output")
 STABILITY = (50, 200)  # perf_analyzer --stability-percentage, tried in this order
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _stats(client, model: str) -> dict[str, float]:  # noqa: ANN001 - tritonclient
+def _stats(client, model: str) -> dict[str, float]:
     s = client.get_inference_statistics(model).model_stats[0]
     st = s.inference_stats
     out = {"requests": st.success.count, "executions": s.execution_count,
@@ -106,7 +99,9 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-pa-"))
     (tmp / "models").mkdir()
     (tmp / "models" / model_file.name).write_bytes(model_file.read_bytes())
-    port = _free_port()
+    from robust_style.netutil import free_port  # the one helper (tests use it too)
+
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH")) if p)}
     server = subprocess.Popen([sys.executable, "-m", "robust_style", "-q", "serve", "--models",
@@ -121,7 +116,7 @@ def main() -> int:
             try:
                 if client.is_server_ready():
                     break
-            except Exception:  # noqa: BLE001 - not listening yet
+            except Exception:
                 pass
             time.sleep(0.2)
         name = client.get_model_repository_index().models[0].name

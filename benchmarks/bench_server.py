@@ -23,7 +23,6 @@ import argparse
 import io
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,12 +36,6 @@ import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _model(args: argparse.Namespace, tmp: Path) -> Path:
@@ -152,7 +145,9 @@ def main() -> int:
     models_dir.mkdir()
     (models_dir / model.name).write_bytes(model.read_bytes())
 
-    port = _free_port()
+    from robust_style.netutil import free_port  # the one helper (tests use it too)
+
+    port = free_port()
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "robust_style", "-q", "serve", "--models",
                              str(models_dir), "--port", str(port), "--metrics-port", "-1",

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,12 +33,6 @@ from machine import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = ((640, 360), (1280, 720))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def gpu_name() -> str:
@@ -87,10 +80,11 @@ def main() -> int:
     ap.add_argument("--serve-args", default="", help="extra `robust-style serve` options")
     args = ap.parse_args()
 
+    from robust_style.netutil import free_port  # the one helper (tests use it too)
     from robust_style.server.client import StyleClient
     from robust_style.video import VideoJob, stylize_video
 
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         cmd = [sys.executable, "-m", "robust_style", "serve", "--port", str(port),

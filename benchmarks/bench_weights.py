@@ -23,13 +23,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from helpers_checkpoints import random_resnet50, save_madry_checkpoint  # noqa: E402
+from helpers_checkpoints import random_resnet50, save_madry_checkpoint
 
-from robust_style.fileio import sha256_file  # noqa: E402
-from robust_style.perceptual.weights.cache import file_sha256  # noqa: E402
-from robust_style.perceptual.weights.download import DownloadConfig, _fetch, download  # noqa: E402
-from robust_style.perceptual.weights.registry import WeightsEntry  # noqa: E402
-from robust_style.perceptual.weights.store import check_loadable  # noqa: E402
+from robust_style.fileio import sha256_file
+from robust_style.perceptual.weights.cache import file_sha256
+from robust_style.perceptual.weights.download import DownloadConfig, _fetch, download
+from robust_style.perceptual.weights.registry import WeightsEntry
+from robust_style.perceptual.weights.store import check_loadable
 
 
 class _Quiet(SimpleHTTPRequestHandler):
@@ -37,7 +37,7 @@ class _Quiet(SimpleHTTPRequestHandler):
         pass
 
 
-def _median(fn, repeats: int) -> float:  # noqa: ANN001
+def _median(fn, repeats: int) -> float:
     times = []
     for _ in range(repeats):
         t = time.perf_counter()

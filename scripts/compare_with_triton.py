@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,12 +29,6 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _ask(fn: Callable[[], Any]) -> str:
@@ -119,7 +112,9 @@ def triton_answers(python: str, tmp: Path) -> dict[str, str]:
     libs = Path(pytriton.__file__).parents[1] / "nvidia_pytriton.libs"
     env = {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(
         p for p in (str(libs), os.environ.get("LD_LIBRARY_PATH")) if p)}
-    port = _free_port()
+    from robust_style.netutil import free_port  # the one helper (tests use it too)
+
+    port = free_port()
     proc = subprocess.Popen([str(root / "bin" / "tritonserver"), f"--model-repository={repo}",
                              "--model-control-mode=explicit", f"--grpc-port={port}",
                              "--allow-http=false", "--allow-metrics=false",
@@ -143,7 +138,7 @@ def _wait(client: Any) -> None:
         try:
             if client.is_server_live():
                 return
-        except Exception:  # noqa: BLE001 - not up yet
+        except Exception:
             pass
         time.sleep(0.2)
 
@@ -151,7 +146,9 @@ def _wait(client: Any) -> None:
 def our_answers(python: str) -> dict[str, str]:
     import tritonclient.grpc as tc
 
-    port = _free_port()
+    from robust_style.netutil import free_port  # the one helper (tests use it too)
+
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.Popen([python, "-m", "robust_style", "-q", "serve", "--port", str(port),
                              "--metrics-port", "-1"], env=env)

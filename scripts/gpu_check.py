@@ -84,7 +84,7 @@ class Run:
         t0 = time.monotonic()
         try:
             figures, ok, note = fn(), True, ""
-        except Exception as exc:  # noqa: BLE001 - a failing check must not stop the others
+        except Exception as exc:
             figures, ok = {}, False
             note = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
             self.log.write(f"\n### {name} failed\n{traceback.format_exc()}\n")

@@ -10,6 +10,7 @@ into a failed test, so a missing or renamed shared file cannot pass CI unnoticed
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ def need_shared(path: Path, what: str) -> Path:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # noqa: ANN201
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     outcome = yield
     report = outcome.get_result()
     if not (report.skipped and ci_enforces_shared() and call.excinfo is not None):
@@ -49,6 +50,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         report.outcome = "failed"
         report.longrepr = (f"CI is set but a test needing ../shared was skipped: {reason}. "
                            "CI must run every shared-data test.")
+    elif (missing := _ci_required_import(reason)) is not None:
+        report.outcome = "failed"
+        report.longrepr = (f"CI is set but a test was skipped because {missing!r}, which the "
+                           f"train/dev extras install, does not import: {reason}. A broken dev "
+                           "install must not silently skip tests.")
+
+
+#: Top-level modules of the train and dev extras (pyproject.toml) that scripts/test.sh
+#: installs: on CI an ``importorskip`` of one of them failing is a broken install, not a skip.
+CI_REQUIRED_IMPORTS = frozenset({"skimage", "torch", "torchvision", "onnx", "onnxruntime", "cv2",
+                                 "h5py", "grpc_tools", "cryptography", "tritonclient", "lpips"})
+
+
+def _ci_required_import(reason: str) -> str | None:
+    """The required module an ``importorskip`` skip message names, else None."""
+    m = re.match(r"could not import '([\w.]+)'", reason)
+    if m and m.group(1).split(".")[0] in CI_REQUIRED_IMPORTS:
+        return m.group(1)
+    return None
 
 
 @pytest.fixture(scope="session")
@@ -100,7 +120,7 @@ def photo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                               "motorcycle_left"]):
         try:
             arr = skimage_photo(name)
-        except Exception:  # noqa: BLE001 - a missing optional image is fine
+        except Exception:
             continue
         ext = "jpg" if i % 2 == 0 else "png"
         sub = out / ("a" if i < 3 else "b")

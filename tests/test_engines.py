@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import skimage_photo
 from PIL import Image
+from pixels import MAX_DIFFERING, MAX_DIFFERING_BF16, assert_pixels_close
 from server_fixtures import decode, encode, photo, start_server
 
 from robust_style.server.client import StyleClient
@@ -71,6 +72,20 @@ def test_openvino_fp32_matches_onnxruntime_within_one_lsb(model: bytes,
     assert y.shape == ref.shape == (*shape, 3) and y.dtype == np.uint8
     close = np.abs(y.astype(np.int16) - ref.astype(np.int16)) <= 1
     assert close.mean() >= 0.999, f"only {close.mean():.5f} of the pixels within 1 LSB"
+
+
+
+@needs_ov
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_openvino_one_image_agrees_alone_and_in_a_batch(model: bytes, precision: str) -> None:
+    """The batch guarantee (tests/pixels.py) at each precision. fp32 is what an AVX2-only
+    CPU (no bf16) runs, forced here on any CPU; bf16 falls back to fp32 where unsupported."""
+    engine = OpenVINOEngine(model, precision)
+    x = batch_of(2, 70, 141)
+    x[1] = x[0][::-1]
+    both, alone = engine.run(x), engine.run(x[:1])
+    assert_pixels_close(both[0], alone[0], f"openvino {engine.precision}: batch of 2 vs alone",
+                        MAX_DIFFERING_BF16 if engine.precision == "bf16" else MAX_DIFFERING)
 
 
 @needs_ov

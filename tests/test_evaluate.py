@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED, skimage_photo
+from conftest import SHARED, need_shared, skimage_photo
 from PIL import Image
 
 from robust_style.cli import main
@@ -69,10 +69,8 @@ def judge_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_vgg19: Pa
 
 def test_lpips_reproduces_the_official_example_distances(shared_alexnet: Path,
                                                          lpips_lin: Path) -> None:
-    files = [PATCHES / f"{n}.png" for n in ("ex_ref", "ex_p0", "ex_p1")]
-    if not all(f.is_file() for f in files):
-        pytest.skip(f"the LPIPS example patches ex_ref/ex_p0/ex_p1.png are not in {PATCHES} "
-                    "(set ROBUST_STYLE_LPIPS_PATCHES to a folder holding them)")
+    files = [need_shared(PATCHES / f"{n}.png", f"the LPIPS example patch {n}.png (or set "
+                         "ROBUST_STYLE_LPIPS_PATCHES)") for n in ("ex_ref", "ex_p0", "ex_p1")]
     judge = LpipsJudge(shared_alexnet, lpips_lin)
     ref, p0, p1 = (torch.from_numpy(np.array(Image.open(f).convert("RGB"))).permute(2, 0, 1)
                    [None].float() / 255.0 for f in files)

@@ -129,3 +129,11 @@ def test_one_helper_per_job_in_the_package() -> None:
     assert "compute_sha256" not in functions
     assert token_env == ["server/__init__.py"]
     assert classes["StyleModel"] == ["server/registry/style_model.py"]
+
+
+def test_first_line_of_an_exception_never_raises_on_an_empty_message() -> None:
+    from robust_style.errors import first_line
+
+    assert first_line(ValueError("\n  bad thing\nmore")) == "bad thing"
+    assert first_line(ValueError("")) == "ValueError"
+    assert first_line("") == "" and first_line("x" * 300, 10) == "x" * 10

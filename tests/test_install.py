@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from robust_style.cli import EXTRA_OF_MODULE
+from robust_style.netutil import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_ONLY = sorted(m for m, extra in EXTRA_OF_MODULE.items() if extra != "plots")
@@ -80,17 +80,11 @@ def test_a_command_of_a_missing_extra_exits_2_naming_it(argv: list[str], tmp_pat
 
 
 def test_demo_runs_without_the_train_extra(tmp_path: Path) -> None:
-    """The README's first command on the base install: no torch, onnx, lpips or pooch."""
+    """The README's first command on the base install: no torch, onnx or lpips."""
     proc = run_without(TRAIN_ONLY, "demo", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "LEAKED []" in proc.stdout
     assert (tmp_path / "robust-style-demo" / "sample_the-scream.png").stat().st_size > 10_000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _du(path: Path) -> int:
@@ -122,7 +116,7 @@ def test_fresh_base_install_serves_without_torch(tmp_path: Path) -> None:
 
     photo = tmp_path / "photo.jpg"
     shutil.copy(REPO / "src" / "robust_style" / "models" / "sample.jpg", photo)
-    port = _free_port()
+    port = free_port()
     exe = venv / "bin" / "robust-style"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     server = subprocess.Popen([str(exe), "serve", "--port", str(port), "--metrics-port", "-1"],

@@ -112,7 +112,7 @@ class _RunsCode:
     def __init__(self, marker: Path) -> None:
         self.marker = marker
 
-    def __reduce__(self):  # noqa: ANN204 - pickle protocol
+    def __reduce__(self):
         return (Path.write_text, (self.marker, "pwned"))
 
 

@@ -3,7 +3,7 @@
 from robust_style.transformer_net.sampler import StepSampler
 
 
-def stream(**kw) -> list[tuple[int, int]]:  # noqa: ANN003
+def stream(**kw) -> list[tuple[int, int]]:
     return list(StepSampler(7, **kw))
 
 

@@ -71,6 +71,7 @@ def test_hot_reload_while_requests_run(model_store: Path, tmp_path: Path) -> Non
         # add
         _replace(model_store / "tiny2.onnx", models / "tiny2.onnx")
         _wait(lambda: "tiny2" in styles())
+        t2 = styles()["tiny2"]
         threads["tiny2"] = threading.Thread(target=hammer, args=("tiny2",))
         threads["tiny2"].start()
 
@@ -89,7 +90,7 @@ def test_hot_reload_while_requests_run(model_store: Path, tmp_path: Path) -> Non
         os.replace(bad, models / "tiny.onnx")
         _wait(lambda: server.metrics.reloads.values.get(
             (("style", "tiny"), ("result", "failed")), 0) >= 1)
-        assert styles() == {"tiny": v2, "tiny2": styles()["tiny2"]}
+        assert styles() == {"tiny": v2, "tiny2": t2}
 
         # remove
         stop["tiny2"].set()

@@ -206,7 +206,7 @@ class _Counting:
     def __init__(self, sess: ort.InferenceSession) -> None:
         self.sess, self.shapes = sess, []
 
-    def run(self, names, feed):  # noqa: ANN001, ANN201 - the ORT signature
+    def run(self, names, feed):
         self.shapes.append(next(iter(feed.values())).shape[:3])
         return self.sess.run(names, feed)
 

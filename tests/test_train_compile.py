@@ -29,7 +29,7 @@ FAILING_BACKEND = "robust_style_test_failing"
 
 
 @register_backend(name=FAILING_BACKEND)
-def _failing_backend(gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]):  # noqa: ANN202
+def _failing_backend(gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]):
     raise RuntimeError("this backend cannot compile anything")
 
 

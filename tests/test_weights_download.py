@@ -45,7 +45,7 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:  # quiet
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server API
+    def do_GET(self) -> None:
         st = self.server.state
         path = self.path.split("?", 1)[0]
         rng = self.headers.get("Range")
@@ -158,7 +158,7 @@ def _closed_port() -> int:
 
 
 def test_download_with_progress_and_sha256_match(tmp_path: Path, server: _Server,
-                                                 madry_ckpt: Path, capsys) -> None:  # noqa: ANN001
+                                                 madry_ckpt: Path, capsys) -> None:
     server.state.files["/imagenet_l2_3_0.pt"] = madry_ckpt
     sha, size = _sha(madry_ckpt), madry_ckpt.stat().st_size
     reg = _registry(tmp_path, _entry(NAME, [server.url("/imagenet_l2_3_0.pt")], sha=sha, size=size))
@@ -187,7 +187,7 @@ def test_download_with_progress_and_sha256_match(tmp_path: Path, server: _Server
 
 
 def test_unknown_sha256_is_recorded_and_guards_later_use(tmp_path: Path, server: _Server,
-                                                         madry_ckpt: Path, capsys) -> None:  # noqa: ANN001
+                                                         madry_ckpt: Path, capsys) -> None:
     server.state.files["/m.pt"] = madry_ckpt
     reg = _registry(tmp_path, _entry(NAME, [server.url("/m.pt")], sha=None, size=None))
     home = tmp_path / "home"
@@ -212,7 +212,7 @@ def test_unknown_sha256_is_recorded_and_guards_later_use(tmp_path: Path, server:
 
 
 def test_sha256_mismatch_deletes_the_partial_file(tmp_path: Path, server: _Server,
-                                                  madry_ckpt: Path, capsys) -> None:  # noqa: ANN001
+                                                  madry_ckpt: Path, capsys) -> None:
     server.state.files["/m.pt"] = madry_ckpt
     wrong = "0123456789abcdef" * 4
     reg = _registry(tmp_path, _entry(NAME, [server.url("/m.pt")], sha=wrong, size=None))
@@ -226,7 +226,7 @@ def test_sha256_mismatch_deletes_the_partial_file(tmp_path: Path, server: _Serve
 
 
 def test_md5_the_publisher_pins_is_checked(tmp_path: Path, server: _Server,
-                                          madry_ckpt: Path, capsys) -> None:  # noqa: ANN001
+                                          madry_ckpt: Path, capsys) -> None:
     server.state.files["/m.pt"] = madry_ckpt
     real = hashlib.md5(madry_ckpt.read_bytes(), usedforsecurity=False).hexdigest()
     home = tmp_path / "home"
@@ -243,7 +243,7 @@ def test_md5_the_publisher_pins_is_checked(tmp_path: Path, server: _Server,
 
 
 def test_size_mismatch_announced_by_server(tmp_path: Path, server: _Server,
-                                           madry_ckpt: Path, capsys) -> None:  # noqa: ANN001
+                                           madry_ckpt: Path, capsys) -> None:
     server.state.files["/m.pt"] = madry_ckpt
     size = madry_ckpt.stat().st_size
     reg = _registry(tmp_path, _entry(NAME, [server.url("/m.pt")], sha=None, size=size + 1))
@@ -254,7 +254,7 @@ def test_size_mismatch_announced_by_server(tmp_path: Path, server: _Server,
 
 
 def test_truncated_transfer_then_resume(tmp_path: Path, server: _Server, madry_ckpt: Path,
-                                        capsys) -> None:  # noqa: ANN001
+                                        capsys) -> None:
     server.state.files["/m.pt"] = madry_ckpt
     cut = 3_000_000
     server.state.cuts["/m.pt"] = [cut]
@@ -301,7 +301,7 @@ def test_server_ignoring_range_restarts_cleanly(tmp_path: Path, server: _Server,
     assert (home / "weights" / f"{NAME}.pt").read_bytes() == madry_ckpt.read_bytes()
 
 
-def test_server_down_gives_one_clear_line(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+def test_server_down_gives_one_clear_line(tmp_path: Path, capsys) -> None:
     url = f"http://127.0.0.1:{_closed_port()}/imagenet_l2_3_0.pt"
     reg = _registry(tmp_path, _entry(NAME, [url], sha=None, size=None))
     assert _cli(tmp_path / "home", reg, "download", NAME, "--no-progress") == 2
@@ -311,7 +311,7 @@ def test_server_down_gives_one_clear_line(tmp_path: Path, capsys) -> None:  # no
 
 
 def test_http_errors_fall_through_to_the_next_url(tmp_path: Path, server: _Server,
-                                                  madry_ckpt: Path, capsys) -> None:  # noqa: ANN001
+                                                  madry_ckpt: Path, capsys) -> None:
     server.state.files["/mirror/m.pt"] = madry_ckpt
     urls = [server.url("/missing.pt"), server.url("/error500"), server.url("/mirror/m.pt")]
     reg = _registry(tmp_path, _entry(NAME, urls, sha=_sha(madry_ckpt), size=None))
@@ -337,7 +337,7 @@ def test_url_override_for_mirrors(tmp_path: Path, server: _Server, madry_ckpt: P
     assert (home / "weights" / f"{NAME}.pt").is_file()
 
 
-def test_not_a_checkpoint_is_refused(tmp_path: Path, server: _Server, capsys) -> None:  # noqa: ANN001
+def test_not_a_checkpoint_is_refused(tmp_path: Path, server: _Server, capsys) -> None:
     page = tmp_path / "page.html"
     page.write_bytes(b"<html>Dropbox: this file is not available</html>\n" * 50)
     server.state.files["/page"] = page
@@ -350,7 +350,7 @@ def test_not_a_checkpoint_is_refused(tmp_path: Path, server: _Server, capsys) ->
 
 
 def test_import_local_file_then_verify_detects_corruption(tmp_path: Path, madry_ckpt: Path,
-                                                          capsys) -> None:  # noqa: ANN001
+                                                          capsys) -> None:
     reg = _registry(tmp_path, _entry(NAME, [], sha=_sha(madry_ckpt), size=None),
                     _entry("other-robust", [], sha=None, size=None))
     home = tmp_path / "home"
@@ -380,7 +380,7 @@ def test_import_local_file_then_verify_detects_corruption(tmp_path: Path, madry_
         resolve_backbone(NAME, None, home=home, registry=load_registry([reg]))
 
 
-def test_import_refuses_the_wrong_file(tmp_path: Path, madry_ckpt: Path, capsys) -> None:  # noqa: ANN001
+def test_import_refuses_the_wrong_file(tmp_path: Path, madry_ckpt: Path, capsys) -> None:
     home = tmp_path / "home"
     reg = _registry(tmp_path, _entry("vgg-thing", [], sha=None, size=None, backbone="vgg16"))
     assert _cli(home, reg, "import", "vgg-thing", str(madry_ckpt)) == 2
@@ -389,7 +389,7 @@ def test_import_refuses_the_wrong_file(tmp_path: Path, madry_ckpt: Path, capsys)
     assert not (home / "weights" / "vgg-thing.pt").exists()
 
 
-def test_import_the_shared_caffe_vgg16(tmp_path: Path, shared_vgg16: Path, capsys) -> None:  # noqa: ANN001
+def test_import_the_shared_caffe_vgg16(tmp_path: Path, shared_vgg16: Path, capsys) -> None:
     """The built-in `vgg16-caffe` entry (sha256 from ../shared) accepts the real file."""
     home = tmp_path / "home"
     assert main(["weights", "import", "vgg16-caffe", str(shared_vgg16), "--link",
@@ -400,7 +400,7 @@ def test_import_the_shared_caffe_vgg16(tmp_path: Path, shared_vgg16: Path, capsy
 
 
 def test_list_shows_cache_state(tmp_path: Path, server: _Server, madry_ckpt: Path,
-                                capsys) -> None:  # noqa: ANN001
+                                capsys) -> None:
     server.state.files["/m.pt"] = madry_ckpt
     server.state.cuts["/m.pt"] = [1_000_000]
     reg = _registry(tmp_path, _entry(NAME, [server.url("/m.pt")], sha=None, size=None),
@@ -425,7 +425,7 @@ def test_list_shows_cache_state(tmp_path: Path, server: _Server, madry_ckpt: Pat
 
 
 def test_one_download_per_entry_at_a_time(tmp_path: Path, server: _Server, madry_ckpt: Path,
-                                          capsys) -> None:  # noqa: ANN001
+                                          capsys) -> None:
     fcntl = pytest.importorskip("fcntl")
     server.state.files["/m.pt"] = madry_ckpt
     reg = _registry(tmp_path, _entry(NAME, [server.url("/m.pt")], sha=None, size=None))

@@ -29,6 +29,7 @@ from typing import Any
 __all__ = [
     "FORMAT",
     "INPUT_NAME",
+    "MAX_PIXELS",
     "MIN_SIDE",
     "OUTPUT_NAME",
     "TENSOR_CONVENTION",
@@ -45,6 +46,8 @@ INPUT_NAME = "image"
 OUTPUT_NAME = "stylized"
 #: Smallest height or width a style network accepts.
 MIN_SIDE = 8
+#: Default largest image (pixels) a server or client decodes (``--max-pixels``).
+MAX_PIXELS = 40_000_000
 TENSOR_CONVENTION = "uint8 NHWC RGB in [0,255] -> uint8 NHWC RGB, same H and W"
 
 #: A style name: also a file name (clients write ``<input>.<style>.png``), a metrics label

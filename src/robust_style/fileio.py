@@ -115,20 +115,22 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
 
 def sha256_file(path: str | os.PathLike[str], *, chunk_size: int = _CHUNK,
                 on_chunk: Callable[[int], object] | None = None,
-                progress: bool = False) -> str:
+                progress: bool = False, algorithm: str = "sha256") -> str:
     """Hex sha256 of a file, read ``chunk_size`` bytes (1 MiB) at a time.
 
     ``on_chunk(n)`` is called after each chunk of ``n`` bytes (e.g. a tqdm bar's ``update``);
-    ``progress`` shows a tqdm bar (for files of hundreds of MB).
+    ``progress`` shows a tqdm bar (for files of hundreds of MB). ``algorithm`` (a
+    :mod:`hashlib` name) is only for an md5 a publisher pins; our own records are sha256.
     """
     if progress and on_chunk is None:
         from tqdm import tqdm
 
         name = Path(path).name
         with tqdm(total=os.path.getsize(path), unit="B", unit_scale=True, unit_divisor=1024,
-                  desc=f"sha256 {name}", leave=False) as bar:
-            return sha256_file(path, chunk_size=chunk_size, on_chunk=bar.update)
-    h = hashlib.sha256()
+                  desc=f"{algorithm} {name}", leave=False) as bar:
+            return sha256_file(path, chunk_size=chunk_size, on_chunk=bar.update,
+                               algorithm=algorithm)
+    h = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         while chunk := fh.read(chunk_size):
             h.update(chunk)

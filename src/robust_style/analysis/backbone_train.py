@@ -121,7 +121,7 @@ def _is_image(path: str) -> bool:
     return is_image_file(path)
 
 
-def _load_pil(path: str):  # noqa: ANN202 - a PIL image, as torchvision's loaders return
+def _load_pil(path: str):
     """The one decoder (EXIF, 16-bit, alpha on white) instead of torchvision's ``convert``."""
     from PIL import Image
 

@@ -65,7 +65,7 @@ def install_torchvision_shim() -> bool:
     shim.__doc__ = "robust-style shim: torchvision.models.utils was removed in torchvision 0.13."
     shim.load_state_dict_from_url = torch.hub.load_state_dict_from_url  # type: ignore[attr-defined]
     sys.modules[_SHIM] = shim
-    torchvision.models.utils = shim  # type: ignore[attr-defined]
+    torchvision.models.utils = shim
     log.debug("installed %s shim for robustness", _SHIM)
     return True
 

@@ -33,7 +33,7 @@ log = logging.getLogger("robust_style")
 #: Top-level module -> the extra of pyproject.toml that installs it.
 EXTRA_OF_MODULE: dict[str, str] = {
     "torch": "train", "torchvision": "train", "onnx": "train", "onnxscript": "train",
-    "onnxconverter_common": "train", "lpips": "train", "pooch": "train", "h5py": "train",
+    "onnxconverter_common": "train", "lpips": "train", "h5py": "train",
     "cv2": "train",
     "robustness": "robustness", "cox": "robustness", "matplotlib": "plots",
 }
@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="robust-style",
         description="Fast neural style transfer with adversarially robust perceptual "
         "losses: train a style network per artwork, export it to ONNX, serve it over gRPC.",
+        epilog=EXIT_CODES,
     )
     parser.add_argument("--version", action="version", version=f"robust-style {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
@@ -70,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The exit codes every command uses (``--help`` epilog; docs/README.md's CLI section).
+EXIT_CODES = ("exit codes: 0 success; 1 partial failure (some inputs or checks failed, the rest "
+              "done: e.g. export verification, weights verify, a stylize batch with failed "
+              "files); 2 usage or input error; 130 interrupted")
+
+
 def _setup_logging(verbose: int, quiet: bool) -> None:
     """Info by default (a server says what it serves), ``-v`` debug, ``-q`` warnings only."""
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 0 else logging.INFO)
@@ -81,8 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
-        parser.print_help()
-        return 0 if args.command is None else 2
+        # bare ``robust-style`` like a bare command group: usage on stderr, exit 2
+        parser.print_usage(sys.stderr)
+        sys.stderr.write("robust-style: error: a COMMAND is required (robust-style --help)\n")
+        return 2
     _setup_logging(args.verbose, args.quiet)
     try:
         return int(args.handler(args) or 0)

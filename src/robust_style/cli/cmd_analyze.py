@@ -18,6 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from robust_style.cli.options import add_no_progress, add_trust_checkpoint, show_progress
+
 __all__ = ["register"]
 
 RANDOM = "random"
@@ -64,9 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backbone-weights", metavar="FILE", action=_Weights,
                    help="checkpoint of the --backbone just before ('random' = random "
                    "initialisation, the control)")
-    p.add_argument("--trust-checkpoint", action="store_true",
-                   help="allow full unpickling of the checkpoints (runs code in the files)")
-    p.add_argument("--images", metavar="DIR", required=True, type=Path,
+    add_trust_checkpoint(p, "the checkpoints")
+    p.add_argument("--photos", "--images", dest="images", metavar="DIR", required=True, type=Path,
                    help="folder of photos (searched recursively)")
     p.add_argument("--out", metavar="DIR", required=True, type=Path,
                    help="where robustness.csv and robustness.png go")
@@ -90,7 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pooling", choices=("max", "avg"), default="max",
                    help="pooling of the loss network (default max, as trained)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_no_progress(p)
     p.set_defaults(handler=_run)
 
 
@@ -154,7 +155,7 @@ def _run(args: argparse.Namespace) -> int:
                             f"({', '.join(net.layers)})")
         tag = path.name if path is not None else "random init"
         results = layer_robustness(net, images, layers, cfg, label=f"{arch} ({tag})",
-                                   progress=not args.no_progress)
+                                   progress=show_progress(args))
         rows += [RobustnessRow(arch, tag, r, args.image_size, cfg) for r in results]
         del net
 

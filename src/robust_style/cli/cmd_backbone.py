@@ -19,6 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from robust_style.cli.options import add_trust_checkpoint
+
 __all__ = ["register"]
 
 
@@ -47,8 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--init", metavar="CKPT",
                    help="start from this ResNet-50 checkpoint or registered weights name "
                    "(e.g. robust-resnet50-l2-3); default: random initialisation")
-    p.add_argument("--trust-checkpoint", action="store_true",
-                   help="allow full unpickling of --init (runs code in the file)")
+    add_trust_checkpoint(p, "--init")
     p.add_argument("--constraint", choices=("2", "inf"), default="2",
                    help="perturbation ball: L2 or Linf (default 2)")
     p.add_argument("--eps", type=float, default=None,

@@ -89,7 +89,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _comparison(photo: Path, stylised: Path, image_module) -> None:  # noqa: ANN001
+def _comparison(photo: Path, stylised: Path, image_module) -> None:
     """``PHOTO_STYLE-compare.png``: the photo and the result side by side."""
     Image = image_module
     from robust_style.imageio import read_image

@@ -16,6 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from robust_style.cli.options import add_no_progress, add_trust_checkpoint, show_progress
+
 __all__ = ["register"]
 
 
@@ -43,11 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--judges", nargs="+", metavar="JUDGE",
                    help="only these judges: style_vgg19 style_alexnet content_lpips")
     p.add_argument("--device", default="cpu", help="torch device of the judges (default cpu)")
-    p.add_argument("--trust-checkpoint", action="store_true",
-                   help="allow full unpickling of torch model files (runs code in them)")
+    add_trust_checkpoint(p, "torch model files")
     p.add_argument("--summary-only", action="store_true",
                    help="print only the mean per model, not every photo")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_no_progress(p)
     p.add_argument("--video", action="store_true",
                    help="measure temporal stability instead: warping error and frames/s on "
                    "clips synthesised from the photos under exact pan and affine motion "
@@ -71,7 +72,7 @@ def _run(args: argparse.Namespace) -> int:
     cfg = EvalConfig(models=tuple(args.models), artwork=args.artwork, photos=args.photos,
                      size=args.size, judge_size=args.judge_size, max_photos=args.max_photos,
                      judges=tuple(args.judges or JUDGES), device=args.device,
-                     trust=args.trust_checkpoint, progress=not args.no_progress)
+                     trust=args.trust_checkpoint, progress=show_progress(args))
     result = evaluate(cfg)
     sys.stdout.write(format_table(result, per_photo=not args.summary_only))
     if args.out is not None:
@@ -89,7 +90,7 @@ def _run_video(args: argparse.Namespace) -> int:
 
     scores = evaluate_video(args.models, args.photos, frames=args.frames,
                             max_photos=args.max_photos, trust=args.trust_checkpoint,
-                            real_clips=args.clip, progress=not args.no_progress)
+                            real_clips=args.clip, progress=show_progress(args))
     sys.stdout.write(format_video_table(scores, per_clip=not args.summary_only))
     if args.out is not None:
         path = Path(args.out) / "video_scores.csv"

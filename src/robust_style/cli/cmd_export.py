@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from robust_style.cli.options import add_no_progress, add_trust_checkpoint, show_progress
+
 __all__ = ["register"]
 
 # Mirrors robust_style.export (not imported here: it pulls in torch, and --help must be fast).
@@ -24,7 +26,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("source", type=Path, metavar="RUN_OR_CHECKPOINT",
                    help="training run folder (uses style_model.pt, else the newest "
                         "checkpoint), or a style model / checkpoint file")
-    p.add_argument("-o", "--output", type=Path, required=True, metavar="STYLE.onnx",
+    p.add_argument("-o", "--out", "--output", dest="output", type=Path, required=True, metavar="STYLE.onnx",
                    help="the ONNX file to write")
     p.add_argument("--name", default=None,
                    help="style name stored in the file (default: the training run's name)")
@@ -48,10 +50,8 @@ def register(subparsers: Any) -> None:
                    help="fp32: max abs difference allowed on the [0,1] scale (default 1e-4)")
     p.add_argument("--min-psnr", type=float, default=40.0, metavar="DB",
                    help="fp16: minimum PSNR against fp32 in dB (default 40)")
-    p.add_argument("--trust-checkpoint", action="store_true",
-                   help="allow full unpickling of the checkpoint (runs code in it; only for "
-                        "files from a source you trust)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_trust_checkpoint(p, "the checkpoint")
+    add_no_progress(p)
     p.set_defaults(handler=_run)
 
 
@@ -69,7 +69,7 @@ def _run(args: argparse.Namespace) -> int:
         opset=args.opset, triton_repo=args.triton_repo, triton_max_batch=args.triton_max_batch,
         force=args.force, trust_checkpoint=args.trust_checkpoint, sizes=sizes,
         atol=args.atol, min_psnr=args.min_psnr, description=args.description,
-        progress=not args.no_progress and sys.stderr.isatty())
+        progress=show_progress(args) and sys.stderr.isatty())
     try:
         result = export_style_model(opts)
     except ExportVerificationError as exc:

@@ -19,6 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from robust_style.cli.options import add_no_progress, add_trust_checkpoint, show_progress
+
 __all__ = ["register"]
 
 
@@ -36,8 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="loss network: architecture or registered weights name")
     p.add_argument("--backbone-weights", metavar="FILE",
                    help="the loss network's checkpoint (or a registered weights name)")
-    p.add_argument("--trust-checkpoint", action="store_true",
-                   help="allow full unpickling of --backbone-weights (runs code in the file)")
+    add_trust_checkpoint(p, "--backbone-weights")
     p.add_argument("--image-size", type=int, default=192,
                    help="shorter side of the content image and output (default 192, for CPU)")
     p.add_argument("--style-size", type=int, default=None,
@@ -68,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pooling", choices=("max", "avg"), default="max",
                    help="pooling of the loss network (avg: Gatys et al. 2016; default max)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_no_progress(p)
     p.set_defaults(handler=_run)
 
 
@@ -114,7 +115,7 @@ def _run(args: argparse.Namespace) -> int:
             save_image(image, args.out.with_name(f"{args.out.stem}_{step:05d}{args.out.suffix}"))
 
     result = optimize_image(net, content.to(device), style.to(device), cfg, on_step=on_step,
-                            progress=not args.no_progress)
+                            progress=show_progress(args))
     save_image(result.image, args.out)
     sys.stdout.write(f"{arch}: style {', '.join(style_layers)}; content {cfg.content_layer}; "
                      f"loss {result.initial_loss:.4g} -> {result.final_loss:.4g} in "

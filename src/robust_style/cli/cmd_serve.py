@@ -8,6 +8,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
+from robust_style.contract import MAX_PIXELS
 from robust_style.errors import UserError
 from robust_style.server import TOKEN_ENV
 
@@ -89,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="gRPC worker threads = concurrent RPCs; beyond them gRPC answers "
                    "RESOURCE_EXHAUSTED (default: --max-queue + 32)")
     lim = p.add_argument_group("limits")
-    lim.add_argument("--max-pixels", type=int, default=40_000_000,
+    lim.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
                      help="largest image (width x height), checked before decoding")
     lim.add_argument("--max-message-mb", type=float, default=64.0,
                      help="largest gRPC message, MB (default 64)")
@@ -106,7 +107,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def _config(args: argparse.Namespace, models: Path):  # noqa: ANN202 - lazy import types
+def _config(args: argparse.Namespace, models: Path):
     from robust_style.server.app import ServerConfig
     from robust_style.server.batching import BatchConfig
     from robust_style.server.dataplane import Limits

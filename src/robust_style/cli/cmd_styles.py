@@ -22,7 +22,7 @@ def add_connection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per call")
 
 
-def connect(args: argparse.Namespace):  # noqa: ANN201 - lazy import of the client
+def connect(args: argparse.Namespace):
     from pathlib import Path
 
     from robust_style.errors import UserError

@@ -87,7 +87,7 @@ def check_output_names(files: list[tuple[Path, Path]]) -> None:
                             "stylise them in separate runs or rename one")
 
 
-def open_backend(args: argparse.Namespace):  # noqa: ANN201 - lazy imports
+def open_backend(args: argparse.Namespace):
     """A :class:`LocalStylizer` for ``--model``, else a client of ``--server``."""
     if args.model is None:
         return connect(args)
@@ -99,7 +99,7 @@ def open_backend(args: argparse.Namespace):  # noqa: ANN201 - lazy imports
     return LocalStylizer(args.model, EngineConfig(engine=args.engine, precision=args.precision))
 
 
-def pick_style(backend, style: str | None) -> str:  # noqa: ANN001 - local or remote
+def pick_style(backend, style: str | None) -> str:
     """``style``, or the only style there is; checked usable as part of file names."""
     if style is None:
         names = [s.name for s in backend.list_styles()]
@@ -124,7 +124,7 @@ def _per_file(exc: Exception) -> bool:
     return isinstance(exc, ImageError)
 
 
-def stylize_files(backend, files: list[tuple[Path, Path]], style: str,  # noqa: ANN001
+def stylize_files(backend, files: list[tuple[Path, Path]], style: str,
                   args: argparse.Namespace) -> tuple[int, int]:
     """Stylise and write every file; (written, failed)."""
     from tqdm import tqdm

@@ -6,6 +6,8 @@ import argparse
 import dataclasses
 from typing import Any
 
+from robust_style.cli.options import add_trust_checkpoint
+
 __all__ = ["register"]
 
 # Options whose value is copied into TrainConfig under the same name.
@@ -50,8 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="loss network: robust-resnet50 (default), resnet50, vgg16, vgg16-caffe, "
                    "vgg19, vgg19-caffe, alexnet, or a name from `robust-style weights list`")
     p.add_argument("--backbone-weights", metavar="FILE", help="the loss network's checkpoint")
-    p.add_argument("--trust-checkpoint", action="store_true", default=None,
-                   help="allow full unpickling of --backbone-weights (runs code in the file)")
+    add_trust_checkpoint(p, "--backbone-weights", default=None)
     p.add_argument("--name", help="style name (default: the artwork's file name)")
     p.add_argument("--image-size", type=int, help="training crop size (default 256)")
     p.add_argument("--style-size", type=int, help="style image shorter side (default: image size)")

@@ -18,6 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from robust_style.cli.options import add_no_progress, add_trust_checkpoint, show_progress
+
 __all__ = ["register"]
 
 
@@ -29,8 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backbone", required=True, metavar="NAME",
                    help="architecture or registered weights name")
     p.add_argument("--backbone-weights", metavar="FILE", help="the loss network's checkpoint")
-    p.add_argument("--trust-checkpoint", action="store_true",
-                   help="allow full unpickling of checkpoints (runs code in them)")
+    add_trust_checkpoint(p, "the checkpoints")
     p.add_argument("--style", required=True, type=Path, metavar="IMG", help="the artwork")
     p.add_argument("--content", required=True, type=Path, metavar="DIR",
                    help="training photos")
@@ -42,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "knees of the real VGG-16, VGG-19 and AlexNet lie in it; auto weights use 3)")
     p.add_argument("--tv-ratio", type=float, default=0.001,
                    help="TV:content ratio at step 0 (default 0.001, as auto weights)")
-    p.add_argument("--steps", type=int, default=300,
+    p.add_argument("--max-steps", "--steps", dest="steps", type=int, default=300,
                    help="training steps per ratio (300, the budget of the measured defaults)")
     p.add_argument("--image-size", type=int, default=128, help="training crop size (128)")
     p.add_argument("--batch-size", type=int, default=4, help="batch size (4)")
@@ -52,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-photos", type=int, default=None, help="judge at most N photos")
     p.add_argument("--seed", type=int, default=0, help="seed of every run (0)")
     p.add_argument("--workers", type=int, default=0, help="data-loader workers (0)")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_no_progress(p)
     p.set_defaults(handler=_run)
 
 
@@ -66,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
                      image_size=args.image_size, batch_size=args.batch_size, lr=args.lr,
                      eval_size=args.eval_size, max_photos=args.max_photos, seed=args.seed,
                      workers=args.workers, trust=args.trust_checkpoint,
-                     progress=not args.no_progress)
+                     progress=show_progress(args))
     result = tune(cfg)
     paths = write_tune_outputs(result, args.out)
     c = result.chosen

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from robust_style.cli.options import add_no_progress, add_trust_checkpoint, show_progress
+
 __all__ = ["register"]
 
 
@@ -20,9 +22,7 @@ def register(subparsers: Any) -> None:
                         help="robust-style home; weights live in DIR/weights "
                              "(default: $ROBUST_STYLE_HOME or the user cache dir)")
     trust = argparse.ArgumentParser(add_help=False)
-    trust.add_argument("--trust-checkpoint", action="store_true",
-                       help="allow full unpickling when checking the file (runs code in it; "
-                            "only for files from a source you trust)")
+    add_trust_checkpoint(trust, "the file when checking it")
 
     p = subparsers.add_parser("weights", help="list, download, import and verify loss-network "
                               "weights", description="Known loss-network weights and the "
@@ -45,7 +45,7 @@ def register(subparsers: Any) -> None:
                     help="seconds without data before giving up on a connection (default 30)")
     dl.add_argument("--retries", type=int, default=3, metavar="N",
                     help="resume a transfer that broke off up to N times (default 3)")
-    dl.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(dl)
     dl.set_defaults(handler=_download)
 
     im = sub.add_parser("import", parents=[common, trust],
@@ -70,7 +70,7 @@ def _out(line: str = "") -> None:
     sys.stdout.write(line + "\n")
 
 
-def _registry(args: argparse.Namespace):  # noqa: ANN202
+def _registry(args: argparse.Namespace):
     from robust_style.perceptual.weights.registry import load_registry
 
     return load_registry(args.registry)
@@ -120,7 +120,7 @@ def _download(args: argparse.Namespace) -> int:
         raise UserError("--retries must be >= 0 and --timeout > 0")
     entry = _registry(args).get_entry(args.name)
     cfg = DownloadConfig(timeout=args.timeout, retries=args.retries,
-                         progress=not args.no_progress)
+                         progress=show_progress(args))
     path, result = download(entry, home=args.home, urls=tuple(args.url) or None, config=cfg,
                             force=args.force, trust=args.trust_checkpoint)
     if result is None:

@@ -166,7 +166,7 @@ def _read_rgb(path: Path, size: int) -> np.ndarray:
         im = load_rgb(path)
     except FileNotFoundError:
         raise UserError(f"image not found: {path}") from None
-    except Exception as exc:  # noqa: BLE001 - any decoder error is the user's file
+    except Exception as exc:
         raise UserError(f"cannot read image {path}: {exc}") from None
     if size:
         w, h = im.size

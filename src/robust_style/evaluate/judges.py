@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from robust_style.errors import UserError
+from robust_style.errors import UserError, first_line
 from robust_style.perceptual import LossNetwork, build_loss_network, gram_matrix
 from robust_style.perceptual.checkpoint import extract_state_dict, load_checkpoint
 
@@ -178,7 +178,7 @@ class LpipsJudge:
         try:
             model.net.load_state_dict(trunk, strict=True)
         except RuntimeError as exc:
-            raise UserError(f"{alexnet} does not fit AlexNet: {str(exc).splitlines()[0]}") from None
+            raise UserError(f"{alexnet} does not fit AlexNet: {first_line(exc)}") from None
         lins = check_lpips_lin(extract_state_dict(load_checkpoint(lin), str(lin)), str(lin))
         for k in range(len(_LIN_CHANNELS)):
             getattr(model, f"lin{k}").model[1].weight.data.copy_(lins[f"lin{k}.model.1.weight"])

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from robust_style.errors import UserError
+from robust_style.errors import UserError, first_line
 
 __all__ = ["Stylizer", "load_stylizer", "training_photos"]
 
@@ -55,8 +55,8 @@ def _onnx(path: Path) -> Stylizer:
     opts.log_severity_level = 3
     try:
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - any ORT failure means the file is unusable
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except Exception as exc:
+        first = first_line(exc)
         raise UserError(f"cannot load style model {path}: not a readable ONNX file ({first})") \
             from None
     inputs, outputs = sess.get_inputs(), sess.get_outputs()
@@ -70,9 +70,9 @@ def _onnx(path: Path) -> Stylizer:
     def run(batch: np.ndarray) -> np.ndarray:
         try:
             return sess.run([out_name], {in_name: batch})[0]
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise UserError(f"{path} failed on a {batch.shape[1]}x{batch.shape[2]} photo: "
-                            f"{str(exc).splitlines()[0]}") from None
+                            f"{first_line(exc)}") from None
 
     info = {"name": meta.name, "backbone": meta.backbone, "steps": meta.steps,
             "config": dict(meta.config)}

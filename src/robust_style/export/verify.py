@@ -33,7 +33,7 @@ from onnx import TensorProto, helper
 from torch import nn
 
 from robust_style.contract import INPUT_NAME, MIN_SIDE, OUTPUT_NAME
-from robust_style.errors import UserError
+from robust_style.errors import UserError, first_line
 from robust_style.export.fp16 import op_input_types
 from robust_style.export.onnx_export import CORE_OUTPUT, ServingWrapper
 
@@ -183,7 +183,7 @@ def _contract_problems(model: onnx.ModelProto) -> list[str]:
     return problems
 
 
-def _session(model: onnx.ModelProto, providers: Sequence[str]):  # type: ignore[no-untyped-def]
+def _session(model: onnx.ModelProto, providers: Sequence[str]):
     """One ONNX Runtime session on the model, with the float core's output exposed.
 
     The graph is the shipped one plus one extra graph output (:data:`CORE_OUTPUT`), so
@@ -236,8 +236,8 @@ def verify_onnx(model: str | Path | bytes | onnx.ModelProto, net: nn.Module,
     try:
         onnx.checker.check_model(model, full_check=True)
         checks.append("onnx.checker (full check)")
-    except Exception as exc:  # noqa: BLE001 - any checker complaint is a failure to report
-        failures.append(f"onnx.checker: {str(exc).strip().splitlines()[0]}")
+    except Exception as exc:
+        failures.append(f"onnx.checker: {first_line(exc)}")
     contract = _contract_problems(model)
     failures += contract
     if not contract:

@@ -154,7 +154,7 @@ class LossNetwork(nn.Module):
             p.requires_grad_(False)
         self.eval()
 
-    def train(self, mode: bool = True) -> LossNetwork:  # noqa: ARG002 - always eval
+    def train(self, mode: bool = True) -> LossNetwork:
         """Stays in eval mode: batch-norm statistics of a loss network never move."""
         return super().train(False)
 

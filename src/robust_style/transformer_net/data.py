@@ -64,7 +64,7 @@ class ImageFolderDataset(Dataset):
                 if min(w, h) < 8:
                     raise ValueError(f"too small ({w}x{h})")
                 usable.append(p)
-            except Exception as exc:  # noqa: BLE001 - skip, never crash
+            except Exception as exc:
                 log.warning("skipping unreadable image %s: %s", p, exc)
         if len(usable) < min_images:
             raise UserError(f"found {len(usable)} usable image(s), need at least {min_images}; "
@@ -94,7 +94,7 @@ class ImageFolderDataset(Dataset):
                 continue
             try:
                 return self._load(i, rng)
-            except Exception as exc:  # noqa: BLE001 - a corrupt file must not end the run
+            except Exception as exc:
                 self._bad.add(i)
                 log.warning("skipping corrupt image %s: %s", self.files[i], exc)
         raise UserError("no image in the content folder could be decoded")

@@ -47,7 +47,7 @@ def _from_onnx(path: Path) -> TransformerNet:
         raise UserError(f"--init-from: no such file: {path}")
     try:
         model = onnx.load(str(path))
-    except Exception as exc:  # noqa: BLE001 - any parse error is the user's file
+    except Exception as exc:
         raise UserError(f"--init-from: cannot read {path} as ONNX: {exc}") from None
     inits = {i.name: i for i in model.graph.initializer}
     net_config = _architecture(path, inits)

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robust_style import contract
+
 __all__ = ["TransformerNet", "TransformerNetConfig"]
 
 
@@ -40,7 +42,7 @@ class TransformerNetConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TransformerNetConfig:
-        return cls(channels=tuple(data.get("channels", (32, 64, 128))),  # type: ignore[arg-type]
+        return cls(channels=tuple(data.get("channels", (32, 64, 128))),
                    num_residual=int(data.get("num_residual", 5)))
 
 
@@ -130,7 +132,7 @@ class TransformerNet(nn.Module):
     #: The network downsamples twice by 2; inputs are padded to a multiple of this.
     MULTIPLE = 4
     #: Smallest height or width accepted (see the module docstring).
-    MIN_SIDE = 8
+    MIN_SIDE = contract.MIN_SIDE
 
     def __init__(self, config: TransformerNetConfig | None = None) -> None:
         super().__init__()

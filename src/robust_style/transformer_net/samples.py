@@ -36,7 +36,7 @@ def save_image_atomic(image: Image.Image, path: str | Path, **kwargs: Any) -> Pa
 
 def make_grid(images: Sequence[Image.Image], height: int = 256, gap: int = 4) -> Image.Image:
     """Images side by side at a common height, on white."""
-    scaled = [im.resize((max(1, round(im.width * height / im.height)), height), Image.LANCZOS)
+    scaled = [im.resize((max(1, round(im.width * height / im.height)), height), Image.Resampling.LANCZOS)
               for im in images]
     width = sum(im.width for im in scaled) + gap * (len(scaled) - 1)
     grid = Image.new("RGB", (width, height), (255, 255, 255))

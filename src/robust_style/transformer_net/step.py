@@ -30,6 +30,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from robust_style.errors import first_line
 from robust_style.perceptual import PerceptualLoss
 from robust_style.transformer_net.runtime import autocast
 
@@ -135,5 +136,5 @@ def _root_cause(exc: BaseException) -> str:
         if not isinstance(inner, BaseException) or inner is exc:
             break
         exc = inner
-    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    first = first_line(str(exc))
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

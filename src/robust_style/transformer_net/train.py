@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from robust_style import __version__
 from robust_style.errors import UserError
+from robust_style.fileio import sha256_file
 from robust_style.perceptual import PerceptualLoss, build_loss_network
 from robust_style.perceptual.backbones import backbone_spec
 from robust_style.perceptual.weights import file_sha256, resolve_backbone
@@ -138,7 +139,7 @@ class _Trainer:
         style_path = Path(config.style)
         if not style_path.is_file():
             raise UserError(f"style image not found: {style_path}")
-        style_sha = file_sha256(style_path)
+        style_sha = sha256_file(style_path)  # no memo in the weights cache for a painting
         backbone_sha = file_sha256(weights_path) if weights_path else ""
         if state is not None:
             check_same_inputs(state, style_path, style_sha, backbone_sha)
@@ -312,7 +313,7 @@ def _pick_sample(files: list[Path]) -> Path | None:
     for candidate in reversed(files):
         try:
             load_rgb(candidate)
-        except Exception:  # noqa: BLE001 - corrupt files are skipped by the dataset too
+        except Exception:
             continue
         if len(files) >= 3:
             files.remove(candidate)

@@ -72,7 +72,7 @@ def stylize_video(client: Any, job: VideoJob, *, progress: bool = True) -> Video
             for frame in source:
                 pending.append(frame)
                 yield frame.image
-        except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
+        except Exception as exc:
             read_error.append(exc)
 
     sink: VideoSink | None = None

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
-from robust_style.errors import UserError
+from robust_style.errors import UserError, first_line
 from robust_style.imageio import IMAGE_SUFFIXES, to_rgb
 
 __all__ = [
@@ -232,6 +232,5 @@ def open_source(path: str | Path, fps: Fraction | None = None) -> VideoSource:
 
 
 def _short(exc: BaseException) -> str:
-    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    text = text.splitlines()[0]
-    return text[:160]
+    text = getattr(exc, "strerror", None) or str(exc)
+    return first_line(text, 160) or type(exc).__name__

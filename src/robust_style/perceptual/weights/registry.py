@@ -178,7 +178,7 @@ class Registry(Mapping[str, WeightsEntry]):
     def __getitem__(self, name: str) -> WeightsEntry:
         return self._entries[name]
 
-    def __iter__(self):  # noqa: ANN204 - Mapping protocol
+    def __iter__(self):
         return iter(self._entries)
 
     def __len__(self) -> int:

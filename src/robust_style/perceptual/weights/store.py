@@ -104,11 +104,9 @@ def check_lpips_lin_file(path: Path) -> str:
 
 
 def file_md5(path: Path) -> str:
-    """md5 of a file, by ``pooch.file_hash`` (only to compare with an md5 a publisher pins;
-    our own records are sha256)."""
-    import pooch
-
-    return str(pooch.file_hash(str(path), alg="md5"))
+    """md5 of a file (only to compare with an md5 a publisher pins; our own records are
+    sha256)."""
+    return sha256_file(path, algorithm="md5")
 
 
 def check_md5(entry: WeightsEntry, path: Path) -> None:
