@@ -86,7 +86,7 @@ def sec_torch_infer() -> dict[str, Any]:
                             "channels_last_fp16": _row(_cuda_ms(lambda x16=x16: net16(x16), 10), n)}
                 try:
                     out[key]["compile_fp16"] = _row(_cuda_ms(lambda x16=x16: comp(x16), 10, warm=3), n)
-                except Exception as e:  # noqa: BLE001 - recorded, the others stand
+                except Exception as e:
                     out[key]["compile_fp16"] = {"error": f"{type(e).__name__}: {e}"[:300]}
                 emit(out)
     return out
@@ -131,7 +131,7 @@ def sec_ort_infer() -> dict[str, Any]:
                         io.synchronize_outputs()
                         ts.append((time.perf_counter() - t0) * 1000)
                     row[name] = _row(statistics.median(ts), n)
-                except Exception as e:  # noqa: BLE001 - recorded, the others stand
+                except Exception as e:
                     row[name] = {"error": f"{type(e).__name__}: {e}"[:300]}
             out[f"{w}x{h}_b{n}"] = row
             emit(out)
@@ -204,7 +204,7 @@ def sec_train() -> dict[str, Any]:
                 step = make()
                 ms = _cuda_ms(lambda step=step, x=x: step(x), 10, warm=3)
                 row[name] = {"ms_per_step": round(ms, 2)}
-            except Exception as e:  # noqa: BLE001 - recorded, the others stand
+            except Exception as e:
                 row[name] = {"error": f"{type(e).__name__}: {e}"[:300]}
             out[f"256px_b{batch}"] = row
             emit(out)

@@ -31,7 +31,7 @@ def _kserve(s: StyleServer) -> kgrpc.GRPCInferenceServiceStub:
     return kgrpc.GRPCInferenceServiceStub(grpc.insecure_channel(s.address, options=opts))
 
 
-def _code(fn, *args, **kw) -> tuple[grpc.StatusCode, str]:  # noqa: ANN001
+def _code(fn, *args, **kw) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(grpc.RpcError) as info:
         fn(*args, **kw)
     return info.value.code(), info.value.details()
@@ -128,7 +128,7 @@ def test_tritonclient_gets_the_same_pixels_as_the_own_api(server: StyleServer) -
     results: list = []
     done = threading.Event()
 
-    def callback(result, error) -> None:  # noqa: ANN001
+    def callback(result, error) -> None:
         results.append((result, error))
         if len(results) == 2:
             done.set()
@@ -277,7 +277,7 @@ def _metric(s: StyleServer, name: str, **labels: str) -> float:
     return total
 
 
-def _busy_and_small_requests(server, seconds: float):  # noqa: ANN001, ANN202
+def _busy_and_small_requests(server, seconds: float):
     """(batcher, a request that keeps the model busy ~``seconds`` here, a tiny request).
 
     The busy request's batch is sized from one measured 512 px run, so it blocks for about
@@ -324,7 +324,7 @@ def test_deadline_expired_requests_are_not_run_and_queue_full_is_immediate(
         s.stop(0)
 
 
-def _wait_for(cond, timeout: float = 30.0) -> bool:  # noqa: ANN001
+def _wait_for(cond, timeout: float = 30.0) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if cond():

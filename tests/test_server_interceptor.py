@@ -78,7 +78,7 @@ def _boom_server(metrics: Metrics) -> tuple[grpc.Server, int]:
     def unary(request: bytes, context: grpc.ServicerContext) -> bytes:
         return {}[request]  # KeyError: a bug, not the client's fault
 
-    def stream(request: bytes, context: grpc.ServicerContext):  # noqa: ANN202
+    def stream(request: bytes, context: grpc.ServicerContext):
         yield b"one"
         raise ZeroDivisionError("secret internal detail")
 

@@ -79,7 +79,7 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(models_dir: Path)
         frames: queue.Queue = queue.Queue()
         end = object()
 
-        def requests():  # noqa: ANN202
+        def requests():
             while (item := frames.get()) is not end:
                 yield item
 
@@ -107,7 +107,7 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(models_dir: Path)
     assert all({"time", "level", "logger"} <= set(rec) for rec in logs)
 
 
-def test_serve_without_models_is_a_one_line_error(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+def test_serve_without_models_is_a_one_line_error(tmp_path: Path, capsys) -> None:
     assert main(["serve", "--models", str(tmp_path), "--port", "0", "--metrics-port", "-1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no style models" in err[0] and "--allow-empty" in err[0]

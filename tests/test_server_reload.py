@@ -25,7 +25,7 @@ def _replace(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def _wait(cond, timeout: float = 60.0) -> None:  # noqa: ANN001
+def _wait(cond, timeout: float = 60.0) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if cond():
@@ -58,7 +58,7 @@ def test_hot_reload_while_requests_run(model_store: Path, tmp_path: Path) -> Non
                 if style == "tiny":
                     versions_seen.add(r.version)
                 done[style] += 1
-            except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            except BaseException as exc:
                 failures.append(exc)
                 return
 
@@ -121,7 +121,7 @@ def _hammer_until(stub: pb_grpc.StyleTransferStub, png: bytes, stop: threading.E
         try:
             versions.append(stub.Stylize(pb.StylizeRequest(style="tiny", image=png),
                                          timeout=60).version)
-        except BaseException as exc:  # noqa: BLE001 - asserted by the caller
+        except BaseException as exc:
             failures.append(exc)
             return
 
@@ -149,7 +149,7 @@ def test_new_file_takes_over_a_deleted_files_style_and_rename_has_no_gap(
         v1 = stub.ListStyles(pb.ListStylesRequest()).styles[0].version
         _replace(model_store / "tiny_v2.onnx", models / "tiny_v2.onnx")
         _wait(lambda: server.registry.scanned.is_set() and "tiny_v2.onnx" in
-              server.registry._files)  # noqa: SLF001 - seen (and skipped) by a scan
+              server.registry._files)
         assert files() == {"tiny": "tiny.onnx"}
         (models / "tiny.onnx").unlink()
         _wait(lambda: files() == {"tiny": "tiny_v2.onnx"})
@@ -180,13 +180,13 @@ def test_invalid_style_name_is_skipped_and_corrupt_first_file_does_not_pin_provi
     try:
         registry.scan()
         assert registry.styles() == []
-        assert not registry._selector.probed, "a corrupt file must not decide the providers"  # noqa: SLF001
+        assert not registry._selector.probed, "a corrupt file must not decide the providers"
         new_version(model_store / "tiny.onnx", models / "evil.onnx", name="../../evil",
                     factor=1.0)
         shutil.copy(model_store / "tiny2.onnx", models / "tiny2.onnx")
         registry.scan()
         assert [m.name for m in registry.styles()] == ["tiny2"]
-        assert registry._selector.probed  # noqa: SLF001
+        assert registry._selector.probed
         failed = registry.metrics.reloads.values
         assert failed.get((("style", "evil"), ("result", "failed"))) == 1
     finally:

@@ -29,11 +29,11 @@ from tritonclient.grpc import model_config_pb2 as mc  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 
-def _client(server: StyleServer):  # noqa: ANN202
+def _client(server: StyleServer):
     return tc.InferenceServerClient(server.address)
 
 
-def _image(side: int = 48, n: int = 1):  # noqa: ANN202
+def _image(side: int = 48, n: int = 1):
     arr = np.stack([photo("astronaut", side)] * n)
     inp = tc.InferInput("image", list(arr.shape), "UINT8")
     inp.set_data_from_numpy(arr)
@@ -135,7 +135,7 @@ def test_stream_infer_records_real_latencies(server: StyleServer) -> None:
     results: list = []
     done = threading.Event()
 
-    def callback(result, error) -> None:  # noqa: ANN001
+    def callback(result, error) -> None:
         results.append((result, error))
         if len(results) == 4:
             done.set()
@@ -217,7 +217,7 @@ def test_unload_lets_requests_in_flight_complete(models_dir: Path) -> None:
         results: list = []
         done = threading.Event()
 
-        def callback(result, error) -> None:  # noqa: ANN001
+        def callback(result, error) -> None:
             results.append((result, error))
             if len(results) == 6:
                 done.set()

@@ -189,7 +189,7 @@ class Batcher:
             assembled = time.monotonic()
             out = live[0].model.run(data)
             elapsed = time.monotonic() - start
-        except Exception as exc:  # noqa: BLE001 - handed to each waiting request
+        except Exception as exc:
             log.exception("style %s: session.run failed for a batch of %d", self.style,
                           sum(a.shape[0] for a in arrays))
             for item in live:

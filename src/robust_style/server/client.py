@@ -221,7 +221,7 @@ class StyleClient(StylizeBackend):
                                         options.get("preserve_color", False),
                                         options.get("max_side", 0), options.get("format", "png"),
                                         options.get("quality", 0), str(i))
-            except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            except Exception as exc:
                 failed.append(exc)
 
         call = self._stub.StylizeStream(requests(), timeout=timeout, metadata=self._metadata)
@@ -261,7 +261,7 @@ class StyleClient(StylizeBackend):
                         raise ClientError(f"frames must be HxWx3 uint8 RGB arrays, got "
                                           f"{arr.dtype} {arr.shape}")
                     yield encode_image(fit_max_side(arr, max_side), "png").data
-            except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            except Exception as exc:
                 failed.append(exc)
 
         stream = self.stylize_stream(encoded(), style, timeout=timeout, strength=strength,

@@ -104,7 +104,7 @@ class StatusInterceptor(ServerInterceptor):
         start = time.monotonic()
         try:
             result = method(request_or_iterator, context)
-        except Exception as exc:  # noqa: BLE001 - every error becomes a status
+        except Exception as exc:
             self._abort(exc, context, labels, start)
         if isinstance(result, Iterator):
             return self._stream(result, context, labels, start)
@@ -118,7 +118,7 @@ class StatusInterceptor(ServerInterceptor):
         except GeneratorExit:  # the client cancelled or went away
             self._record(labels, grpc.StatusCode.CANCELLED.name, start)
             raise
-        except Exception as exc:  # noqa: BLE001 - every error becomes a status
+        except Exception as exc:
             self._abort(exc, context, labels, start)
         self._record(labels, "OK", start)
 
@@ -154,7 +154,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
 
         self._deny = deny
 
-    def intercept_service(self, continuation, details):  # noqa: ANN001, ANN201 - grpc API
+    def intercept_service(self, continuation, details):
         if details.method.startswith(f"/{HEALTH_NAME}/"):
             return continuation(details)
         given = next((v for k, v in details.invocation_metadata if k == "authorization"), "")

@@ -39,7 +39,7 @@ class _Metric:
     def __init__(self, metric: Counter | Gauge | Histogram, labelnames: Sequence[str]) -> None:
         self.metric, self.labelnames = metric, tuple(labelnames)
 
-    def _child(self, labels: Labels):  # noqa: ANN202 - a prometheus-client child
+    def _child(self, labels: Labels):
         if not self.labelnames:
             return self.metric
         values = dict(labels)

@@ -102,7 +102,7 @@ def probe_providers(cfg: ProviderConfig, model: bytes) -> Providers:
                 sess = ort.InferenceSession(model, session_options(cfg, quiet=True),
                                             providers=[(name, opts), CPU])
             used = sess.get_providers()
-        except Exception as exc:  # noqa: BLE001 - any failure means "not usable here"
+        except Exception as exc:
             log.info("provider %s unusable: %s", name, str(exc).splitlines()[0][:200])
             continue
         finally:
@@ -163,7 +163,7 @@ class OnnxRuntimeEngine:
                     model, hashlib.sha256(model).hexdigest(), cfg.trt_config(), so, fp16,
                     *names, on_fallback=self._fallback,
                     cudnn_conv_algo_search=cfg.cudnn_conv_algo_search)
-            except Exception as exc:  # noqa: BLE001 - TensorRT unusable: CUDA instead
+            except Exception as exc:
                 log.warning("TensorRT engines failed (%s: %s); using the CUDA provider",
                             type(exc).__name__, str(exc).strip().splitlines()[0][:200]
                             if str(exc).strip() else "")

@@ -75,7 +75,7 @@ def openvino_status() -> OpenVINOStatus:
         caps = [str(c) for c in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
         status = OpenVINOStatus(True, "", openvino.__version__,
                                 str(core.get_property("CPU", "FULL_DEVICE_NAME")), "BF16" in caps)
-    except Exception as exc:  # noqa: BLE001 - ImportError, a broken install, a plugin error
+    except Exception as exc:
         reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
         log.info("OpenVINO unusable: %s", reason)
         return OpenVINOStatus(False, reason)

@@ -145,7 +145,7 @@ class EngineSelector:
                                   OnnxRuntimeEngine(model, cfg.providers, providers,
                                                     fp32=precision == "fp32"))
                 got = engine.run(x)
-            except Exception as exc:  # noqa: BLE001 - any failure: try the next candidate
+            except Exception as exc:
                 msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
                 log.warning("%s: %s failed (%s: %s); trying the next engine", label, what,
                             type(exc).__name__, msg)

@@ -49,13 +49,13 @@ class KServeService(pb_grpc.GRPCInferenceServiceServicer):
         self.management = KServeManagement(plane)
 
     # -- server ---------------------------------------------------------------------------
-    def ServerLive(self, request, context):  # noqa: N802, ANN001, ANN201 - generated API
+    def ServerLive(self, request, context):
         return pb.ServerLiveResponse(live=True)
 
-    def ServerReady(self, request, context):  # noqa: N802, ANN001, ANN201
+    def ServerReady(self, request, context):
         return pb.ServerReadyResponse(ready=bool(self._ready()))
 
-    def ServerMetadata(self, request, context):  # noqa: N802, ANN001, ANN201
+    def ServerMetadata(self, request, context):
         return pb.ServerMetadataResponse(name="robust-style", version=__version__,
                                          extensions=list(EXTENSIONS))
 
@@ -63,14 +63,14 @@ class KServeService(pb_grpc.GRPCInferenceServiceServicer):
     def _model(self, name: str, version: str) -> StyleModel:
         return self.plane.lookup(name, version)[0]
 
-    def ModelReady(self, request, context):  # noqa: N802, ANN001, ANN201
+    def ModelReady(self, request, context):
         try:
             self._model(request.name, request.version)
         except StyleNotFound:
             return pb.ModelReadyResponse(ready=False)
         return pb.ModelReadyResponse(ready=True)
 
-    def ModelMetadata(self, request, context):  # noqa: N802, ANN001, ANN201
+    def ModelMetadata(self, request, context):
         m = self._model(request.name, request.version)
         shape = [-1, -1, -1, 3]
         return pb.ModelMetadataResponse(
@@ -81,15 +81,15 @@ class KServeService(pb_grpc.GRPCInferenceServiceServicer):
                 name=m.output_name, datatype="UINT8", shape=shape)])
 
     # -- inference ------------------------------------------------------------------------
-    def ModelInfer(self, request, context):  # noqa: N802, ANN001, ANN201
+    def ModelInfer(self, request, context):
         return self._infer(request, context)
 
-    def ModelStreamInfer(self, request_iterator, context):  # noqa: N802, ANN001, ANN201
+    def ModelStreamInfer(self, request_iterator, context):
         for request in request_iterator:
             start = time.monotonic()
             try:
                 resp = self._infer(request, context)
-            except Exception as exc:  # noqa: BLE001 - reported in the stream
+            except Exception as exc:
                 code, message = status_of(exc)
                 self.metrics.request(API, "ModelStreamInfer.request", request.model_name,
                                      code.name, time.monotonic() - start)
@@ -119,19 +119,19 @@ class KServeService(pb_grpc.GRPCInferenceServiceServicer):
         return resp
 
     # -- management (:mod:`.management`) -----------------------------------------------------
-    def ModelConfig(self, request, context):  # noqa: N802, ANN001, ANN201
+    def ModelConfig(self, request, context):
         return self.management.model_config(request)
 
-    def ModelStatistics(self, request, context):  # noqa: N802, ANN001, ANN201
+    def ModelStatistics(self, request, context):
         return self.management.model_statistics(request)
 
-    def RepositoryIndex(self, request, context):  # noqa: N802, ANN001, ANN201
+    def RepositoryIndex(self, request, context):
         return self.management.repository_index(request)
 
-    def RepositoryModelLoad(self, request, context):  # noqa: N802, ANN001, ANN201
+    def RepositoryModelLoad(self, request, context):
         return self.management.load(request)
 
-    def RepositoryModelUnload(self, request, context):  # noqa: N802, ANN001, ANN201
+    def RepositoryModelUnload(self, request, context):
         return self.management.unload(request)
 
     # -- translation ----------------------------------------------------------------------

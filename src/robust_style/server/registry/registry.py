@@ -188,7 +188,7 @@ class ModelRegistry:
             return False
         try:
             model = self._load(fname, path, data, sha)
-        except Exception as exc:  # noqa: BLE001 - a bad file must not disturb the others
+        except Exception as exc:
             msg = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
             log.error("skipping %s: cannot load it as a style model: %s", path, msg)
             self.metrics.reloads.inc((("style", path.stem), ("result", "failed")))
@@ -362,7 +362,7 @@ class ModelRegistry:
         while not self._stop.wait(self.config.poll_seconds):
             try:
                 self.scan()
-            except Exception:  # noqa: BLE001 - the watcher must survive anything
+            except Exception:
                 log.exception("model directory scan failed")
 
     def stop(self) -> None:

@@ -76,12 +76,12 @@ class StyleTransferService(pb_grpc.StyleTransferServicer):
                 for req in request_iterator:
                     try:
                         pending = self._submit(req, context)
-                    except Exception as exc:  # noqa: BLE001 - reported in order
+                    except Exception as exc:
                         put((req, None, exc))
                         return
                     if not put((req, pending, None)):
                         return
-            except Exception as exc:  # noqa: BLE001 - the client went away
+            except Exception as exc:
                 log.debug("stream reader ended: %s", exc)
             finally:
                 put((end, None, None))
