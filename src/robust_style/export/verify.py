@@ -32,11 +32,12 @@ import torch
 from onnx import TensorProto, helper
 from torch import nn
 
-from robust_style.contract import INPUT_NAME, MIN_SIDE, OUTPUT_NAME
+from robust_style.contract import INPUT_NAME, MIN_SIDE, OUTPUT_NAME, parse_dims
 from robust_style.errors import UserError, first_line
 from robust_style.export.fp16 import op_input_types
 from robust_style.export.onnx_export import CORE_OUTPUT, ServingWrapper
 from robust_style.imageio import cover_crop
+from robust_style.pixels import psnr
 
 __all__ = [
     "DEFAULT_SIZES",
@@ -110,18 +111,12 @@ def _db(value: float) -> str:
     return "inf dB" if math.isinf(value) else f"{value:.1f} dB"
 
 
-def psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
-    """Peak signal-to-noise ratio in dB (``inf`` when identical)."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0.0 else 10.0 * math.log10(peak * peak / mse)
-
-
 def parse_sizes(text: str) -> tuple[tuple[int, int, int], ...]:
     """``"1x37x53,2x256x320"`` (N x H x W; ``1x3x37x53`` NCHW also accepted)."""
     out = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         try:
-            nums = [int(v) for v in part.lower().split("x")]
+            nums = list(parse_dims(part))
         except ValueError:
             nums = []
         if len(nums) == 4 and nums[1] == 3:

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from robust_style.errors import UserError
+from robust_style.errors import UserError, first_line
 
 __all__ = [
     "load_checkpoint",
@@ -61,19 +61,14 @@ def load_checkpoint(path: str | Path, *, trust: bool = False,
         return torch.load(p, map_location=map_location, weights_only=not trust)
     except pickle.UnpicklingError as exc:
         if trust:
-            raise UserError(f"cannot unpickle checkpoint {p}: {_first_line(exc)}") from exc
+            raise UserError(f"cannot unpickle checkpoint {p}: {first_line(exc)}") from exc
         raise UserError(
             f"refusing to load {p}: it contains Python objects that only full unpickling "
-            f"can restore, which can run arbitrary code ({_first_line(exc)}). If you trust "
+            f"can restore, which can run arbitrary code ({first_line(exc)}). If you trust "
             "the file's source, opt in with --trust-checkpoint (trust=True in Python)"
         ) from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
-        raise UserError(f"checkpoint {p} is truncated or corrupt: {_first_line(exc)}") from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+        raise UserError(f"checkpoint {p} is truncated or corrupt: {first_line(exc)}") from exc
 
 
 def extract_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
