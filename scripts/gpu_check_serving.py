@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from robust_style.pixels import psnr
+
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 Run = Any  # gpu_check.Run (not imported: gpu_check imports this module)
@@ -46,15 +48,10 @@ def _photo(h: int, w: int, n: int = 1) -> np.ndarray:
     return np.stack([np.roll(x, 7 * i, axis=1) for i in range(n)])
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB; 999 for identical images (JSON has no infinity)."""
-    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
-    return 999.0 if mse == 0 else float(10 * np.log10(255.0**2 / mse))
-
-
 def _compare(y: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     d = np.abs(y.astype(np.int16) - ref)
-    return {"psnr_db": round(_psnr(y, ref), 2), "within_1_lsb": round(float(np.mean(d <= 1)), 5),
+    # 999 dB for identical images: JSON has no infinity.
+    return {"psnr_db": round(min(psnr(y, ref), 999.0), 2), "within_1_lsb": round(float(np.mean(d <= 1)), 5),
             "max_abs": int(d.max())}
 
 

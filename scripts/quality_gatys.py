@@ -26,8 +26,9 @@ import torch
 from PIL import Image
 
 from robust_style.analysis.gatys import GatysConfig, optimize_image
-from robust_style.analysis.images import list_images, load_image
+from robust_style.analysis.images import load_image
 from robust_style.evaluate import Judges
+from robust_style.imageio import list_images
 from robust_style.perceptual import BACKBONES, build_loss_network
 from robust_style.perceptual.weights import resolve_backbone
 from robust_style.transformer_net.samples import make_grid, tensor_to_image

@@ -125,7 +125,7 @@ def test_analyze_robustness_writes_table_csv_and_chart(photo_dir: Path, tmp_path
         assert float(r["r"]) == pytest.approx(float(r["max_change"]) / float(r["pair_distance"]),
                                               rel=1e-4)
         assert 0 < float(r["r"]) < 10
-    from robust_style.analysis.images import file_mode
+    from robust_style.fileio import file_mode
 
     assert (out / "robustness.csv").stat().st_mode & 0o777 == file_mode()  # not mkstemp's 0600
     png = (out / "robustness.png").read_bytes()

@@ -149,3 +149,45 @@ def test_server_rooms_are_acyclic() -> None:
                 and (r := ".".join(d.split(".")[:3])) != room)
     cycle = find_cycle(rooms)
     assert cycle is None, "cycle between server rooms: " + " -> ".join(cycle or [])
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The module graph folded to ``robust_style``'s subpackages (``robust_style.server``,
+    ``robust_style.evaluate`` ...; a top-level module such as ``robust_style.errors`` is its
+    own node). Imports of the root package (``__version__``) are left out."""
+    def package(m: str) -> str:
+        return ".".join(m.split(".")[:2])
+
+    out: dict[str, set[str]] = {}
+    for m, deps in graph.items():
+        if m == "robust_style":
+            continue
+        p = package(m)
+        out.setdefault(p, set()).update(q for d in deps if d != "robust_style"
+                                        and (q := package(d)) != p)
+    return out
+
+
+def test_package_graph_is_acyclic() -> None:
+    """Layers import downwards only (e.g. ``evaluate`` uses ``perceptual``, never the other
+    way), so a subpackage can be read, tested and installed without the ones above it."""
+    packages = package_graph(import_graph())
+    assert {"robust_style.perceptual", "robust_style.evaluate"} <= set(packages)
+    # Known, not yet broken: triton_config reads the generated protos under server/ while
+    # server/kserve uses triton_config (the protos should move out of server/).
+    packages["robust_style.triton_config"].discard("robust_style.server")
+    cycle = find_cycle(packages)
+    assert cycle is None, "cycle between packages: " + " -> ".join(cycle or [])
+
+
+def test_package_graph_folds_modules_into_packages() -> None:
+    graph = {"robust_style.a.x": {"robust_style.b.y", "robust_style.a.z"},
+             "robust_style.b.y": {"robust_style.errors", "robust_style"},
+             "robust_style.errors": set(), "robust_style": {"robust_style.a.x"}}
+    assert package_graph(graph) == {"robust_style.a": {"robust_style.b"},
+                                    "robust_style.b": {"robust_style.errors"},
+                                    "robust_style.errors": set()}
+    assert find_cycle(package_graph(graph)) is None
+    # b.w -> a.z closes a cycle between the packages, though no module cycle exists.
+    assert find_cycle(package_graph({**graph, "robust_style.b.w": {"robust_style.a.z"}})) == [
+        "robust_style.a", "robust_style.b", "robust_style.a"]

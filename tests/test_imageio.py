@@ -98,7 +98,8 @@ def test_missing_and_broken_files_are_one_line_user_errors(tmp_path: Path) -> No
 
 def test_training_reads_16bit_and_exif_like_the_server(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    from robust_style.transformer_net.data import load_image_tensor, load_rgb
+    from robust_style.imageio import load_rgb
+    from robust_style.transformer_net.data import load_image_tensor
 
     gray = _gray16(tmp_path / "g16.png")
     out = np.asarray(load_rgb(tmp_path / "g16.png"))
@@ -142,3 +143,70 @@ def test_one_list_of_suffixes(tmp_path: Path) -> None:
     found = sorted(p.name for p, _ in collect_inputs([tmp_path]))
     assert found == ["a.JPG", "b.jpeg", "c.png", "d.webp"]
     assert all(imageio.is_image_file(tmp_path / n) for n in found)
+
+
+def test_one_listing_of_image_files(tmp_path: Path) -> None:
+    from robust_style.errors import UserError
+
+    (tmp_path / "sub").mkdir()
+    for name in ("b.png", "sub/a.JPG", "c.txt", "sub/d.webp"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "dir.png").mkdir()  # a folder named like an image is not an image
+    assert [p.relative_to(tmp_path).as_posix() for p in imageio.list_images(tmp_path)] == [
+        "b.png", "sub/a.JPG", "sub/d.webp"]
+    with pytest.raises(UserError, match="content folder not found"):
+        imageio.list_images(tmp_path / "missing", what="content folder")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no images"):
+        imageio.list_images(tmp_path / "empty")
+    assert imageio.list_images(tmp_path / "empty", required=False) == []
+
+
+def test_one_shorter_side_resize_policy() -> None:
+    photo = Image.fromarray(skimage_photo("chelsea"))  # 451 x 300
+    out = imageio.resize_shorter_side(photo, 128)
+    assert min(out.size) == 128
+    assert out.size == (round(451 * 128 / 300), 128)
+    assert imageio.resize_shorter_side(photo, 0) is photo
+    tall = imageio.resize_shorter_side(photo.transpose(Image.Transpose.ROTATE_90), 64)
+    assert tall.size == (64, round(451 * 64 / 300))
+    crop = imageio.cover_crop(np.asarray(photo), 100, 40)
+    assert crop.shape == (100, 40, 3) and crop.flags.c_contiguous
+
+
+def test_save_is_atomic_and_refuses_unknown_suffixes(tmp_path: Path) -> None:
+    arr = skimage_photo("astronaut")[::8, ::8]
+    out = imageio.save_image(arr, tmp_path / "a.png")
+    np.testing.assert_array_equal(imageio.read_image(out), arr)
+    before = out.read_bytes()
+    with pytest.raises(imageio.ImageError, match="unknown image format"):
+        imageio.save_image(arr, tmp_path / "a.xyz")
+    with pytest.raises(Exception):  # noqa: B017 - Pillow's error for a bad option
+        imageio.save_image(Image.fromarray(arr), out, compress_level="not a number")
+    assert out.read_bytes() == before  # the old file survives a failed save
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]  # no temporary left
+
+
+def test_header_check_refuses_tiny_and_undecodable_files(tmp_path: Path) -> None:
+    Image.new("RGB", (4, 64)).save(tmp_path / "tiny.png")
+    (tmp_path / "junk.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(imageio.ImageError, match="at least"):
+        imageio.read_size(tmp_path / "tiny.png")
+    with pytest.raises(imageio.ImageError, match="cannot decode"):
+        imageio.read_size(tmp_path / "junk.jpg")
+    Image.fromarray(skimage_photo("chelsea")).save(tmp_path / "ok.png")
+    assert imageio.read_size(tmp_path / "ok.png") == (451, 300)
+
+
+def test_video_frame_folders_use_the_one_decoder(tmp_path: Path) -> None:
+    from robust_style.video.source import VideoReadError, open_source
+
+    gray = _gray16(tmp_path / "frame1.png")
+    (tmp_path / "frame2.png").write_bytes(b"\x89PNG broken")
+    source = open_source(tmp_path)
+    frames = iter(source)
+    first = next(frames)
+    np.testing.assert_array_equal(first.image[..., 0], gray)  # 16-bit scaled, not clipped
+    with pytest.raises(VideoReadError, match="frame2.png"):
+        next(frames)
+    source.close()

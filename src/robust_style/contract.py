@@ -35,6 +35,7 @@ __all__ = [
     "TENSOR_CONVENTION",
     "META_KEYS",
     "NAME_PATTERN",
+    "parse_dims",
     "valid_style_name",
     "StyleMetadata",
     "parse_metadata",
@@ -140,3 +141,20 @@ def parse_metadata(props: Mapping[str, str], default_name: str = "") -> StyleMet
         precision=get.get("precision", "fp32"),
         description=get.get("description", ""),
     )
+
+
+def parse_dims(text: str, count: int | None = None) -> tuple[int, ...]:
+    """The one parser of ``"AxB"``-style sizes: ``"720x1280"`` -> ``(720, 1280)``.
+
+    Case-insensitive ``x`` between positive integers; with ``count``, exactly that many.
+    Raises :class:`ValueError` (callers turn it into a message naming their option).
+    """
+    parts = text.strip().lower().split("x")
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a size like 720x1280") from None
+    if (count is not None and len(dims) != count) or min(dims) < 1:
+        want = "x".join(["N"] * count) if count else "AxB..."
+        raise ValueError(f"{text!r} is not a size {want} of positive whole numbers")
+    return dims

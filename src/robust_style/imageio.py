@@ -13,19 +13,29 @@ the one list of file suffixes). Every decode:
 - converts every mode to RGB: grayscale, palette and CMYK are expanded, 16-bit images are
   scaled to 8 bits (``convert("RGB")`` would clip them), and images with an alpha channel
   are composited on white (the way most viewers show a transparent background).
+
+It is also the one home of the file-level helpers every tool shares: :func:`list_images`
+(the one listing of image files under a folder), :func:`load_rgb` (a file as a Pillow RGB
+image, through the decoder above), :func:`resize_shorter_side` (the one shorter-side resize
+policy: aspect ratio kept, sides rounded, never below ``size``), :func:`cover_crop` (resize to
+cover a box, then centre-crop) and :func:`save_image` (atomic: a temporary file in the target
+folder, then ``os.replace``, so a reader never sees half an image).
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from robust_style.contract import MIN_SIDE
 from robust_style.errors import UserError
+from robust_style.fileio import atomic_write
 
 __all__ = [
     "FORMATS",
@@ -33,10 +43,16 @@ __all__ = [
     "ImageError",
     "ImageTooLarge",
     "check_size",
+    "cover_crop",
     "decode_image",
     "fit_max_side",
     "is_image_file",
+    "list_images",
+    "load_rgb",
     "read_image",
+    "read_size",
+    "resize_shorter_side",
+    "save_image",
     "to_rgb",
 ]
 
@@ -154,6 +170,16 @@ def read_image(path: str | Path, max_pixels: int | None = None, max_side: int = 
     return _decode(_open(p, str(p)), str(p), max_pixels, max_side)
 
 
+def read_size(path: str | Path) -> tuple[int, int]:
+    """``(width, height)`` of an image file from its header only (nothing decoded), with the
+    decoder's format and minimum-size checks; raises :class:`ImageError`."""
+    p = Path(path)
+    with _open(p, str(p)) as img:
+        width, height = img.size
+    check_size(width, height, None)
+    return width, height
+
+
 def to_rgb(img: Image.Image) -> np.ndarray:
     """Any decoded Pillow image as ``HxWx3 uint8`` RGB (16-bit scaled, alpha on white)."""
     mode = img.mode
@@ -180,3 +206,64 @@ def to_rgb(img: Image.Image) -> np.ndarray:
     if img.mode != "RGB":
         img = img.convert("RGB")
     return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
+
+
+def list_images(folder: str | Path, *, what: str = "image folder",
+                required: bool = True) -> list[Path]:
+    """The image files under ``folder`` (recursive, sorted by path, by :data:`IMAGE_SUFFIXES`).
+
+    Raises :class:`UserError` if ``folder`` is not a folder (the message names it as
+    ``what``), and, with ``required``, if it holds no image.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise UserError(f"{what} not found: {root}")
+    files = sorted(p for p in root.rglob("*") if is_image_file(p) and p.is_file())
+    if required and not files:
+        raise UserError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {root}")
+    return files
+
+
+def load_rgb(path: str | Path, max_pixels: int | None = None) -> Image.Image:
+    """A file as a Pillow RGB image through :func:`read_image` (all its checks; errors are
+    one-line :class:`ImageError` s naming the file)."""
+    return Image.fromarray(read_image(path, max_pixels=max_pixels))
+
+
+def resize_shorter_side(image: Image.Image, size: int,
+                        resample: Image.Resampling = Image.Resampling.BICUBIC) -> Image.Image:
+    """Resize so the shorter side is ``size`` (aspect ratio kept, the longer side rounded and
+    never below ``size``); ``size`` 0 = unchanged."""
+    if not size:
+        return image
+    w, h = image.size
+    scale = size / min(w, h)
+    target = (max(size, round(w * scale)), max(size, round(h * scale)))
+    return image if target == (w, h) else image.resize(target, resample)
+
+
+def cover_crop(arr: np.ndarray, height: int, width: int,
+               resample: Image.Resampling = Image.Resampling.BILINEAR) -> np.ndarray:
+    """Resize ``HxWx3`` ``arr`` to cover ``height x width``, then centre-crop to exactly that."""
+    ph, pw = arr.shape[:2]
+    s = max(height / ph, width / pw)
+    nh, nw = max(height, math.ceil(ph * s)), max(width, math.ceil(pw * s))
+    img = np.asarray(Image.fromarray(arr).resize((nw, nh), resample))
+    top, left = (nh - height) // 2, (nw - width) // 2
+    return np.ascontiguousarray(img[top:top + height, left:left + width, :3])
+
+
+def save_image(image: Image.Image | np.ndarray, path: str | Path, **kwargs: Any) -> Path:
+    """Write ``image`` (Pillow, or ``HxWx3 uint8``) to ``path`` atomically.
+
+    The format comes from the suffix unless ``format=`` is given; other keyword arguments go
+    to :meth:`PIL.Image.Image.save`. An unknown suffix raises :class:`ImageError`.
+    """
+    out = Path(path)
+    im = Image.fromarray(image) if isinstance(image, np.ndarray) else image
+    fmt = kwargs.pop("format", None) or Image.registered_extensions().get(out.suffix.lower())
+    if fmt is None:
+        raise ImageError(f"unknown image format {out.suffix!r} for {out}; use .png or .jpg")
+    with atomic_write(out) as fh:
+        im.save(fh, format=fmt, **kwargs)
+    return out

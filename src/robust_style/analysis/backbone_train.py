@@ -40,6 +40,7 @@ import torch
 
 from robust_style.errors import UserError
 from robust_style.fileio import atomic_write
+from robust_style.imageio import is_image_file, load_rgb
 
 __all__ = ["BackboneTrainConfig", "TrainResult", "train_backbone", "WEIGHTS_NAME"]
 
@@ -115,21 +116,6 @@ class TrainResult:
     library_checkpoint: Path  # robustness' own (dill-pickled) latest checkpoint
 
 
-def _is_image(path: str) -> bool:
-    from robust_style.imageio import is_image_file
-
-    return is_image_file(path)
-
-
-def _load_pil(path: str):
-    """The one decoder (EXIF, 16-bit, alpha on white) instead of torchvision's ``convert``."""
-    from PIL import Image
-
-    from robust_style.imageio import read_image
-
-    return Image.fromarray(read_image(path))
-
-
 def _loaders(cfg: BackboneTrainConfig) -> tuple[torch.utils.data.DataLoader,
                                                  torch.utils.data.DataLoader, list[str]]:
     from torchvision import datasets, transforms
@@ -138,8 +124,8 @@ def _loaders(cfg: BackboneTrainConfig) -> tuple[torch.utils.data.DataLoader,
         if not path.is_dir():
             raise UserError(f"image folder not found: {path}")
         try:
-            return datasets.ImageFolder(str(path), transform=tf, is_valid_file=_is_image,
-                                        loader=_load_pil)
+            return datasets.ImageFolder(str(path), transform=tf, is_valid_file=is_image_file,
+                                        loader=load_rgb)
         except (FileNotFoundError, RuntimeError) as exc:
             raise UserError(f"{path} is not an ImageFolder (one sub-folder of images per "
                             f"class): {exc}") from exc

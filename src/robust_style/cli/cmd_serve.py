@@ -8,7 +8,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from robust_style.contract import MAX_PIXELS
+from robust_style.contract import MAX_PIXELS, parse_dims
 from robust_style.errors import UserError
 from robust_style.server import TOKEN_ENV
 
@@ -130,7 +130,7 @@ def _config(args: argparse.Namespace, models: Path):
         if f is not None and not f.is_file():
             raise UserError(f"no such file: {f}")
     try:
-        opt_h, opt_w = (int(v) for v in args.trt_opt.lower().split("x"))
+        opt_h, opt_w = parse_dims(args.trt_opt, 2)
     except ValueError:
         raise UserError(f"--trt-opt must be HxW, e.g. 720x1280 (got {args.trt_opt!r})") from None
     try:

@@ -158,28 +158,16 @@ def _to_tensor(img: np.ndarray) -> torch.Tensor:
 
 
 def _read_rgb(path: Path, size: int) -> np.ndarray:
-    from PIL import Image
+    """``HxWx3 uint8`` by the one decoder, shorter side resized to ``size`` (0 = as is)."""
+    from robust_style.imageio import load_rgb, resize_shorter_side
 
-    from robust_style.transformer_net.data import load_rgb
-
-    try:
-        im = load_rgb(path)
-    except FileNotFoundError:
-        raise UserError(f"image not found: {path}") from None
-    except Exception as exc:
-        raise UserError(f"cannot read image {path}: {exc}") from None
-    if size:
-        w, h = im.size
-        scale = size / min(w, h)
-        im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))),
-                       Image.Resampling.BICUBIC)
-    return np.asarray(im, dtype=np.uint8)
+    return np.asarray(resize_shorter_side(load_rgb(path), size), dtype=np.uint8)
 
 
 def load_photos(folder: str | Path, size: int, max_photos: int | None = None
                 ) -> tuple[list[Path], list[np.ndarray]]:
     """The photos of ``folder`` as ``HxWx3 uint8`` arrays (shorter side ``size``)."""
-    from robust_style.analysis.images import list_images
+    from robust_style.imageio import list_images
 
     root = Path(folder)
     if root.exists() and not root.is_dir():

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -38,7 +38,12 @@ import torch.nn.functional as F
 
 from robust_style.errors import UserError, first_line
 from robust_style.perceptual import LossNetwork, build_loss_network, gram_matrix
-from robust_style.perceptual.checkpoint import extract_state_dict, load_checkpoint
+from robust_style.perceptual.checkpoint import (
+    LPIPS_LIN_CHANNELS,
+    check_lpips_lin,
+    extract_state_dict,
+    load_checkpoint,
+)
 
 __all__ = [
     "ALEXNET_LAYERS",
@@ -55,7 +60,6 @@ log = logging.getLogger(__name__)
 GATYS_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 #: AlexNet's five conv-layer ReLUs (the layers LPIPS reads).
 ALEXNET_LAYERS = ("relu1", "relu2", "relu3", "relu4", "relu5")
-_LIN_CHANNELS = (64, 192, 384, 256, 256)
 
 
 def resize_shorter(image: torch.Tensor, size: int) -> torch.Tensor:
@@ -131,20 +135,6 @@ def load_alexnet_features(path: str | Path) -> dict[str, torch.Tensor]:
     return sd
 
 
-def check_lpips_lin(state_dict: Mapping[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
-    """The five LPIPS-alex linear layers ``lin{k}.model.1.weight`` of shape (1, C, 1, 1)."""
-    out: dict[str, torch.Tensor] = {}
-    for k, c in enumerate(_LIN_CHANNELS):
-        key = f"lin{k}.model.1.weight"
-        t = state_dict.get(key)
-        if not isinstance(t, torch.Tensor) or tuple(t.shape) != (1, c, 1, 1):
-            got = tuple(t.shape) if isinstance(t, torch.Tensor) else "missing"
-            raise UserError(f"{source} is not LPIPS-alex linear layers: {key} is {got}, "
-                            f"expected (1, {c}, 1, 1)")
-        out[key] = t.float()
-    return out
-
-
 class LpipsJudge:
     """LPIPS-alex v0.1 distance, built so it never downloads anything.
 
@@ -180,7 +170,7 @@ class LpipsJudge:
         except RuntimeError as exc:
             raise UserError(f"{alexnet} does not fit AlexNet: {first_line(exc)}") from None
         lins = check_lpips_lin(extract_state_dict(load_checkpoint(lin), str(lin)), str(lin))
-        for k in range(len(_LIN_CHANNELS)):
+        for k in range(len(LPIPS_LIN_CHANNELS)):
             getattr(model, f"lin{k}").model[1].weight.data.copy_(lins[f"lin{k}.model.1.weight"])
         self.model = model.eval().to(device)
         for p in self.model.parameters():

@@ -32,10 +32,12 @@ import torch
 from onnx import TensorProto, helper
 from torch import nn
 
-from robust_style.contract import INPUT_NAME, MIN_SIDE, OUTPUT_NAME
+from robust_style.contract import INPUT_NAME, MIN_SIDE, OUTPUT_NAME, parse_dims
 from robust_style.errors import UserError, first_line
 from robust_style.export.fp16 import op_input_types
 from robust_style.export.onnx_export import CORE_OUTPUT, ServingWrapper
+from robust_style.imageio import cover_crop
+from robust_style.pixels import psnr
 
 __all__ = [
     "DEFAULT_SIZES",
@@ -109,18 +111,12 @@ def _db(value: float) -> str:
     return "inf dB" if math.isinf(value) else f"{value:.1f} dB"
 
 
-def psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
-    """Peak signal-to-noise ratio in dB (``inf`` when identical)."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0.0 else 10.0 * math.log10(peak * peak / mse)
-
-
 def parse_sizes(text: str) -> tuple[tuple[int, int, int], ...]:
     """``"1x37x53,2x256x320"`` (N x H x W; ``1x3x37x53`` NCHW also accepted)."""
     out = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         try:
-            nums = [int(v) for v in part.lower().split("x")]
+            nums = list(parse_dims(part))
         except ValueError:
             nums = []
         if len(nums) == 4 and nums[1] == 3:
@@ -147,22 +143,10 @@ def _synthetic(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
 
 
-def _fit(photo: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Resize to cover ``h x w``, then centre-crop (a photo at any requested size)."""
-    from PIL import Image
-
-    ph, pw = photo.shape[:2]
-    s = max(h / ph, w / pw)
-    nh, nw = max(h, math.ceil(ph * s)), max(w, math.ceil(pw * s))
-    img = np.asarray(Image.fromarray(photo).resize((nw, nh), Image.Resampling.BILINEAR))
-    top, left = (nh - h) // 2, (nw - w) // 2
-    return np.ascontiguousarray(img[top:top + h, left:left + w, :3])
-
-
 def _batch(n: int, h: int, w: int, images: Sequence[np.ndarray] | None,
            rng: np.random.Generator, offset: int) -> np.ndarray:
     if images:
-        return np.stack([_fit(images[(offset + i) % len(images)], h, w) for i in range(n)])
+        return np.stack([cover_crop(images[(offset + i) % len(images)], h, w) for i in range(n)])
     return np.stack([_synthetic(h, w, rng) for _ in range(n)])
 
 

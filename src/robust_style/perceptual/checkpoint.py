@@ -25,13 +25,15 @@ from typing import Any
 
 import torch
 
-from robust_style.errors import UserError
+from robust_style.errors import UserError, first_line
 
 __all__ = [
     "load_checkpoint",
     "extract_state_dict",
     "extract_resnet50_state_dict",
     "load_state_dict_strict",
+    "LPIPS_LIN_CHANNELS",
+    "check_lpips_lin",
 ]
 
 log = logging.getLogger(__name__)
@@ -61,19 +63,14 @@ def load_checkpoint(path: str | Path, *, trust: bool = False,
         return torch.load(p, map_location=map_location, weights_only=not trust)
     except pickle.UnpicklingError as exc:
         if trust:
-            raise UserError(f"cannot unpickle checkpoint {p}: {_first_line(exc)}") from exc
+            raise UserError(f"cannot unpickle checkpoint {p}: {first_line(exc)}") from exc
         raise UserError(
             f"refusing to load {p}: it contains Python objects that only full unpickling "
-            f"can restore, which can run arbitrary code ({_first_line(exc)}). If you trust "
+            f"can restore, which can run arbitrary code ({first_line(exc)}). If you trust "
             "the file's source, opt in with --trust-checkpoint (trust=True in Python)"
         ) from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
-        raise UserError(f"checkpoint {p} is truncated or corrupt: {_first_line(exc)}") from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+        raise UserError(f"checkpoint {p} is truncated or corrupt: {first_line(exc)}") from exc
 
 
 def extract_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
@@ -135,3 +132,22 @@ def load_state_dict_strict(module: torch.nn.Module, state_dict: Mapping[str, tor
         raise UserError(f"{source} does not fit a {type(module).__name__}: " + "; ".join(parts)
                         + ". Is it the right architecture for this backbone?")
     module.load_state_dict(sd, strict=True)
+
+
+#: Channels of the five LPIPS-alex v0.1 linear layers (Zhang et al., CVPR 2018), one per
+#: AlexNet conv-layer ReLU.
+LPIPS_LIN_CHANNELS = (64, 192, 384, 256, 256)
+
+
+def check_lpips_lin(state_dict: Mapping[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """The five LPIPS-alex linear layers ``lin{k}.model.1.weight`` of shape (1, C, 1, 1)."""
+    out: dict[str, torch.Tensor] = {}
+    for k, c in enumerate(LPIPS_LIN_CHANNELS):
+        key = f"lin{k}.model.1.weight"
+        t = state_dict.get(key)
+        if not isinstance(t, torch.Tensor) or tuple(t.shape) != (1, c, 1, 1):
+            got = tuple(t.shape) if isinstance(t, torch.Tensor) else "missing"
+            raise UserError(f"{source} is not LPIPS-alex linear layers: {key} is {got}, "
+                            f"expected (1, {c}, 1, 1)")
+        out[key] = t.float()
+    return out

@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 import grpc
 import numpy as np
 
-from robust_style.errors import UserError
+from robust_style.errors import UserError, first_line
 from robust_style.server.protos.robust_style.v1 import style_transfer_pb2 as pb
 from robust_style.server.protos.robust_style.v1 import style_transfer_pb2_grpc as pb_grpc
 
@@ -128,7 +128,7 @@ class StyleClient(StylizeBackend):
         details = (exc.details() if hasattr(exc, "details") else "") or ""
         if code == grpc.StatusCode.UNAVAILABLE:
             return ClientError(f"cannot reach the robust-style server at {self.target} "
-                               f"({details.splitlines()[0][:120] if details else 'unavailable'}); "
+                               f"({first_line(details, 120) or 'unavailable'}); "
                                "is `robust-style serve` running there?", code)
         name = code.name if code is not None else "ERROR"
         return ClientError(f"server {self.target}: {name}: {details}", code)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robust_style.contract import MIN_SIDE
+from robust_style.contract import MAX_PIXELS, MIN_SIDE
 from robust_style.imageio import check_size, decode_image, fit_max_side
 from robust_style.server import images
 from robust_style.server.batching import Batcher, BatchResult
@@ -34,7 +34,7 @@ FORMATS = ("png", "jpeg")
 class Limits:
     """Request limits: pixels per image (after ``max_side``) and images per request."""
 
-    max_pixels: int = 40_000_000
+    max_pixels: int = MAX_PIXELS
     max_batch_per_request: int = 64
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from robust_style.contract import MAX_PIXELS
 from robust_style.errors import UserError
 from robust_style.server.batching import BatchConfig
 from robust_style.server.client import StyleInfo, StylizeBackend, StylizeResult
@@ -41,7 +42,7 @@ class LocalStylizer(StylizeBackend):
     where = "--model"
 
     def __init__(self, path: Path, engine: EngineConfig | None = None,
-                 max_pixels: int = 40_000_000, warmup_side: int = 128) -> None:
+                 max_pixels: int = MAX_PIXELS, warmup_side: int = 128) -> None:
         path = Path(path).expanduser()
         folder = path if path.is_dir() else path.parent
         if not path.exists():

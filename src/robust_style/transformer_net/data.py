@@ -19,32 +19,23 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import functional as TF
 
 from robust_style.errors import UserError
-from robust_style.imageio import FORMATS, is_image_file, read_image
+from robust_style.imageio import list_images, load_rgb, read_size, resize_shorter_side
 
-__all__ = ["ImageFolderDataset", "find_images", "load_rgb", "load_image_tensor", "make_loader"]
+__all__ = ["ImageFolderDataset", "find_images", "load_image_tensor", "make_loader"]
 
 log = logging.getLogger(__name__)
 
+
 def find_images(folder: str | Path) -> list[Path]:
-    """All image files under ``folder`` (recursive, sorted, by suffix)."""
-    root = Path(folder)
-    if not root.is_dir():
-        raise UserError(f"content folder not found: {root}")
-    return sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p))
-
-
-def load_rgb(path: str | Path) -> Image.Image:
-    """An image as RGB by the one decoder (:func:`robust_style.imageio.read_image`: EXIF
-    orientation, 16-bit scaled, alpha on white); raises :class:`ImageError` on any error."""
-    return Image.fromarray(read_image(path))
+    """All image files under the content ``folder`` (:func:`robust_style.imageio.list_images`;
+    an empty folder is left to :class:`ImageFolderDataset` to refuse)."""
+    return list_images(folder, what="content folder", required=False)
 
 
 def load_image_tensor(path: str | Path, size: int | None = None) -> torch.Tensor:
     """An image as a ``(1, 3, H, W)`` float tensor in [0, 1]; shorter side resized to ``size``."""
     im = load_rgb(path)  # ImageError is a one-line UserError
-    if size:
-        im = TF.resize(im, size, interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
-    return TF.to_tensor(im).unsqueeze(0)
+    return TF.to_tensor(resize_shorter_side(im, size or 0)).unsqueeze(0)
 
 
 class ImageFolderDataset(Dataset):
@@ -59,10 +50,7 @@ class ImageFolderDataset(Dataset):
         usable: list[Path] = []
         for p in files:
             try:
-                with Image.open(p, formats=tuple(FORMATS)) as im:
-                    w, h = im.size
-                if min(w, h) < 8:
-                    raise ValueError(f"too small ({w}x{h})")
+                read_size(p)  # header only: format and minimum size
                 usable.append(p)
             except Exception as exc:
                 log.warning("skipping unreadable image %s: %s", p, exc)
@@ -77,7 +65,7 @@ class ImageFolderDataset(Dataset):
 
     def _load(self, index: int, rng: random.Random) -> torch.Tensor:
         im = load_rgb(self.files[index])
-        im = TF.resize(im, self.size, interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+        im = resize_shorter_side(im, self.size, Image.Resampling.BILINEAR)
         w, h = im.size
         top = rng.randint(0, h - self.size)
         left = rng.randint(0, w - self.size)

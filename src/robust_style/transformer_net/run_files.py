@@ -15,10 +15,11 @@ import torch
 from PIL import Image
 
 from robust_style.fileio import atomic_write_text
+from robust_style.imageio import save_image
 from robust_style.transformer_net.artifact import CHECKPOINT_DIR, STYLE_MODEL_FILE, save_style_model
 from robust_style.transformer_net.config import TrainConfig
 from robust_style.transformer_net.resume import get_rng
-from robust_style.transformer_net.samples import make_grid, save_image_atomic, tensor_to_image
+from robust_style.transformer_net.samples import make_grid, tensor_to_image
 
 __all__ = ["RunFiles"]
 
@@ -68,9 +69,9 @@ class RunFiles:
         with torch.no_grad():
             y = net(self.sample_x)
         out = tensor_to_image(y)
-        save_image_atomic(out, self.run / "samples" / f"step-{step:08d}.png")
+        save_image(out, self.run / "samples" / f"step-{step:08d}.png")
         grid = make_grid([tensor_to_image(self.sample_x), self.style_image, out])
-        save_image_atomic(grid, self.run / "samples" / f"step-{step:08d}-grid.png")
+        save_image(grid, self.run / "samples" / f"step-{step:08d}-grid.png")
 
     def save_final(self, step: int, config: TrainConfig, net: torch.nn.Module) -> Path:
         """``style_model.pt`` (what ``export`` reads) and ``config.json``."""

@@ -4,15 +4,11 @@ content | style | result grid."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 import torch
 from PIL import Image
 
-from robust_style.fileio import atomic_write
-
-__all__ = ["tensor_to_image", "save_image_atomic", "make_grid"]
+__all__ = ["tensor_to_image", "make_grid"]
 
 
 def tensor_to_image(x: torch.Tensor) -> Image.Image:
@@ -21,17 +17,6 @@ def tensor_to_image(x: torch.Tensor) -> Image.Image:
         x = x[0]
     arr = (x.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(arr, "RGB")
-
-
-def save_image_atomic(image: Image.Image, path: str | Path, **kwargs: Any) -> Path:
-    """``image.save`` to ``path`` atomically; the format comes from the suffix unless given."""
-    out = Path(path)
-    fmt = kwargs.pop("format", None) or Image.registered_extensions().get(out.suffix.lower())
-    if fmt is None:
-        raise ValueError(f"unknown file extension: {out.suffix}")
-    with atomic_write(out) as fh:
-        image.save(fh, format=fmt, **kwargs)
-    return out
 
 
 def make_grid(images: Sequence[Image.Image], height: int = 256, gap: int = 4) -> Image.Image:

@@ -41,6 +41,7 @@ from tqdm import tqdm
 from robust_style import __version__
 from robust_style.errors import UserError
 from robust_style.fileio import sha256_file
+from robust_style.imageio import load_rgb
 from robust_style.perceptual import PerceptualLoss, build_loss_network
 from robust_style.perceptual.backbones import backbone_spec
 from robust_style.perceptual.weights import file_sha256, resolve_backbone
@@ -50,7 +51,6 @@ from robust_style.transformer_net.data import (
     ImageFolderDataset,
     find_images,
     load_image_tensor,
-    load_rgb,
     make_loader,
 )
 from robust_style.transformer_net.fastpath import compile_step, to_channels_last, wants_compile

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
 from robust_style.errors import UserError, first_line
-from robust_style.imageio import IMAGE_SUFFIXES, to_rgb
+from robust_style.imageio import IMAGE_SUFFIXES, ImageError, read_image, to_rgb
 
 __all__ = [
     "VIDEO_SUFFIXES",
@@ -203,10 +203,8 @@ class _FolderSource(VideoSource):
     @staticmethod
     def _read(f: Path, n: int) -> np.ndarray:
         try:
-            with Image.open(f) as im:
-                im.load()
-                return to_rgb(im)
-        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+            return read_image(f)
+        except ImageError as exc:
             raise VideoReadError(f"{f}: cannot read frame {n} ({_short(exc)})") from None
 
     def __iter__(self) -> Iterator[Frame]:

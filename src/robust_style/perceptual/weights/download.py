@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from robust_style import __version__
-from robust_style.errors import UserError
+from robust_style.errors import UserError, first_line
 from robust_style.perceptual.weights.cache import (
     cache_dir,
     cached_path,
@@ -101,8 +101,8 @@ def _cause(exc: BaseException) -> str:
         return str(reason)
     if isinstance(exc, (TimeoutError, socket.timeout)):
         return "timed out"
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text and text[0] else type(exc).__name__
+    line = first_line(str(exc))
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
 
 
 def _open(url: str, start: int, timeout: float):

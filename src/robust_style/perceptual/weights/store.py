@@ -96,8 +96,11 @@ def check_loadable(path: Path, backbone: str, *, trust: bool = False) -> str:
 
 def check_lpips_lin_file(path: Path) -> str:
     """Load ``path`` safely and check it holds the five LPIPS-alex linear layers."""
-    from robust_style.evaluate.judges import check_lpips_lin
-    from robust_style.perceptual.checkpoint import extract_state_dict, load_checkpoint
+    from robust_style.perceptual.checkpoint import (
+        check_lpips_lin,
+        extract_state_dict,
+        load_checkpoint,
+    )
 
     check_lpips_lin(extract_state_dict(load_checkpoint(path), str(path)), str(path))
     return "loads as the LPIPS-alex linear layers (5 tensors)"

@@ -19,13 +19,14 @@ side by side. GPU runs take no units.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import threading
 from collections.abc import Callable, Iterator
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from robust_style.pixels import psnr
 
 __all__ = ["Engine", "FallbackListener", "CPU", "CUDA", "TRT", "CpuBudget", "cpu_budget", "available_cores", "psnr",
            "ENGINES", "PRECISIONS", "GATE_PSNR_DB"]
@@ -129,9 +130,3 @@ def cpu_budget() -> CpuBudget:
         return _BUDGET
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two uint8 images (``inf`` when equal)."""
-    if a.shape != b.shape:
-        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10.0 * math.log10(255.0 ** 2 / mse)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from robust_style.errors import first_line
 from robust_style.server.engines.base import CPU, CUDA, TRT, FallbackListener, cpu_budget
 from robust_style.server.engines.tensorrt import TensorRTConfig
 from robust_style.server.engines.tensorrt_router import ProfileRouter, create_router
@@ -103,7 +104,7 @@ def probe_providers(cfg: ProviderConfig, model: bytes) -> Providers:
                                             providers=[(name, opts), CPU])
             used = sess.get_providers()
         except Exception as exc:
-            log.info("provider %s unusable: %s", name, str(exc).splitlines()[0][:200])
+            log.info("provider %s unusable: %s", name, first_line(exc))
             continue
         finally:
             ort.set_default_logger_severity(3)
@@ -165,7 +166,7 @@ class OnnxRuntimeEngine:
                     cudnn_conv_algo_search=cfg.cudnn_conv_algo_search)
             except Exception as exc:
                 log.warning("TensorRT engines failed (%s: %s); using the CUDA provider",
-                            type(exc).__name__, str(exc).strip().splitlines()[0][:200]
+                            type(exc).__name__, first_line(exc)
                             if str(exc).strip() else "")
                 providers = [p for p in providers if p[0] != TRT]
         if self.router is not None:

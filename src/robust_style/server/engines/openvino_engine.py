@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from robust_style.errors import first_line
 from robust_style.server.engines.base import FallbackListener, cpu_budget
 
 __all__ = ["OpenVINOEngine", "OpenVINOStatus", "openvino_status"]
@@ -76,7 +77,7 @@ def openvino_status() -> OpenVINOStatus:
         status = OpenVINOStatus(True, "", openvino.__version__,
                                 str(core.get_property("CPU", "FULL_DEVICE_NAME")), "BF16" in caps)
     except Exception as exc:
-        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
+        reason = f"{type(exc).__name__}: {first_line(str(exc))}"
         log.info("OpenVINO unusable: %s", reason)
         return OpenVINOStatus(False, reason)
     log.info("OpenVINO %s on %s (bf16 %s)", status.version, status.device,

@@ -25,6 +25,7 @@ from importlib import resources
 
 import numpy as np
 
+from robust_style.errors import first_line
 from robust_style.server.engines.base import ENGINES, GATE_PSNR_DB, PRECISIONS, Engine, psnr
 from robust_style.server.engines.onnxruntime_engine import (
     CPU,
@@ -146,7 +147,7 @@ class EngineSelector:
                                                     fp32=precision == "fp32"))
                 got = engine.run(x)
             except Exception as exc:
-                msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+                msg = first_line(str(exc))
                 log.warning("%s: %s failed (%s: %s); trying the next engine", label, what,
                             type(exc).__name__, msg)
                 notes.append(f"{what} failed ({type(exc).__name__}: {msg})")

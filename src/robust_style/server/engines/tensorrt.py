@@ -58,7 +58,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from robust_style.contract import INPUT_NAME, MIN_SIDE
+from robust_style.contract import INPUT_NAME, MAX_PIXELS, MIN_SIDE, parse_dims
 
 __all__ = ["ACTIVATION_BYTES_PER_PIXEL", "Profile", "Shape", "TensorRTConfig",
            "TensorRTEnvironment", "plan_profiles", "shape_string", "parse_shapes",
@@ -116,7 +116,7 @@ class TensorRTConfig:
     (N, H, W) the ``single`` engine is tuned for.
     """
 
-    max_pixels: int = 40_000_000
+    max_pixels: int = MAX_PIXELS
     max_batch: int = 8
     opt: Shape = (1, 720, 1280)
     trt_max_pixels: int = 2048 * 2048
@@ -170,7 +170,7 @@ def parse_shapes(value: str) -> dict[str, list[tuple[int, ...]]]:
         name, _, dims = item.rpartition(":")
         if not name or not dims:
             raise ValueError(f"bad profile entry {item!r}; expected name:dimxdim...")
-        out.setdefault(name, []).append(tuple(int(d) for d in dims.split("x")))
+        out.setdefault(name, []).append(parse_dims(dims))
     return out
 
 

@@ -42,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from robust_style.errors import first_line
 from robust_style.server.batching import BatchConfig, Batcher
 from robust_style.server.engines import EngineConfig, EngineSelector
 from robust_style.server.errors import StyleNotFound
@@ -189,7 +190,7 @@ class ModelRegistry:
         try:
             model = self._load(fname, path, data, sha)
         except Exception as exc:
-            msg = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            msg = first_line(exc, 300)
             log.error("skipping %s: cannot load it as a style model: %s", path, msg)
             self.metrics.reloads.inc((("style", path.stem), ("result", "failed")))
             keep = known.style if known else None
