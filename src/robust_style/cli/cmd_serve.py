@@ -1,4 +1,4 @@
-"""``robust-style serve``: serve style models over gRPC (own API + KServe v2)."""
+"""``robust-style serve``: serve style models over gRPC (own API + KServe v2) and HTTP."""
 
 from __future__ import annotations
 
@@ -34,16 +34,23 @@ def default_trt_cache_dir() -> Path:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "serve", help="serve style models over gRPC (robust_style.v1 + KServe v2)",
+        "serve", help="serve style models over gRPC and HTTP (robust_style.v1 + KServe v2)",
         description="Serve every *.onnx style model in a directory over gRPC: the "
         "robust_style.v1.StyleTransfer API, the KServe v2 inference protocol (tritonclient), "
-        "grpc.health.v1 and reflection, with Prometheus metrics on HTTP. Hot-reloads the "
+        "grpc.health.v1 and reflection; KServe v2 REST, an image endpoint and a web page on "
+        "HTTP; Prometheus metrics. Hot-reloads the "
         "directory. SIGTERM/SIGINT shut down gracefully.")
     p.add_argument("--models", type=Path, default=None,
                    help="directory of *.onnx style models (default: the bundled models)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; 0.0.0.0 for all interfaces)")
     p.add_argument("--port", type=int, default=8001, help="gRPC port (default 8001; 0 = any)")
+    p.add_argument("--http-port", type=int, default=8000,
+                   help="HTTP port: KServe v2 REST, the image endpoint /v1/styles and the web "
+                   "page at / (default 8000; 0 = any; -1 = off)")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="let web pages from ORIGIN (e.g. https://example.org; '*' = any) call "
+                   "the HTTP API; repeatable (default: same origin only)")
     p.add_argument("--metrics-port", type=int, default=8002,
                    help="Prometheus /metrics HTTP port (default 8002; 0 = any; -1 = off)")
     p.add_argument("--metrics-host", default=None,
@@ -157,6 +164,8 @@ def _config(args: argparse.Namespace, models: Path):
         metrics_port=None if args.metrics_port < 0 else args.metrics_port,
         metrics_host=args.metrics_host or args.host,
         tls_cert=args.tls_cert, tls_key=args.tls_key,
+        http_port=None if args.http_port < 0 else args.http_port,
+        cors_origins=tuple(args.cors_origin),
         auth_token=args.auth_token or os.environ.get(TOKEN_ENV) or None,
         grace_seconds=args.grace)
 

@@ -1,4 +1,5 @@
-"""Assembly of the gRPC server: services, health, reflection, interceptors, TLS, metrics, signals.
+"""Assembly of the server: gRPC services, health, reflection, interceptors, TLS, metrics,
+the HTTP front door (:mod:`robust_style.server.rest`), signals.
 
 :class:`StyleServer` binds first (health ``NOT_SERVING``), then loads and warms up the
 models in the background and turns health ``SERVING`` once at least one style is ready.
@@ -13,8 +14,10 @@ import signal
 import threading
 import time
 from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -31,6 +34,9 @@ from robust_style.server.protos.robust_style.v1 import style_transfer_pb2_grpc a
 from robust_style.server.registry import ModelRegistry, RegistryConfig
 from robust_style.server.style_api.service import SERVICE_NAME as STYLE_NAME
 from robust_style.server.style_api.service import StyleTransferService
+
+if TYPE_CHECKING:
+    from robust_style.server.rest.app import HTTPFrontDoor
 
 __all__ = ["ServerConfig", "StyleServer", "serve_until_signal"]
 
@@ -56,6 +62,10 @@ class ServerConfig:
     tls_key: Path | None = None
     auth_token: str | None = None
     grace_seconds: float = 10.0
+    #: KServe v2 REST, ``/v1/styles`` and the web page (None = no HTTP; 0 = any free port).
+    http_port: int | None = None
+    #: Origins allowed to call the HTTP API from a browser (CORS); ``"*"`` for any.
+    cors_origins: tuple[str, ...] = ()
 
     def worker_threads(self) -> int:
         """Threads = concurrent RPCs allowed; more than one style's queue bound.
@@ -94,6 +104,9 @@ class StyleServer:
         self._stopped = False
         self.port = 0
         self.metrics_port: int | None = None
+        #: The bound HTTP port (None while there is no HTTP front door).
+        self.http_port: int | None = None
+        self._http: HTTPFrontDoor | None = None
         self._metrics_http: MetricsHTTPServer | None = None
         opts = [("grpc.max_receive_message_length", config.max_message_bytes),
                 ("grpc.max_send_message_length", config.max_message_bytes),
@@ -112,8 +125,8 @@ class StyleServer:
         self.plane = DataPlane(self.registry, config.limits)
         style_grpc.add_StyleTransferServicer_to_server(
             StyleTransferService(self.plane, self.metrics), self.server)
-        kserve_grpc.add_GRPCInferenceServiceServicer_to_server(
-            KServeService(self.plane, self.metrics, self.ready), self.server)
+        self.kserve = KServeService(self.plane, self.metrics, self.ready)
+        kserve_grpc.add_GRPCInferenceServiceServicer_to_server(self.kserve, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         _register_descriptors()
         reflection.enable_server_reflection(
@@ -154,6 +167,8 @@ class StyleServer:
                               "for none") from None
             self._metrics_http = http.start()
             self.metrics_port = self._metrics_http.port
+        if cfg.http_port is not None:
+            self._start_http()
         self.server.start()
         log.info("listening on %s (%s)%s", bind.rsplit(":", 1)[0] + f":{self.port}",
                  "TLS" if self.tls else "plaintext",
@@ -163,6 +178,28 @@ class StyleServer:
         else:
             self._load()
         return self
+
+    def _start_http(self) -> None:
+        """The HTTP front door on ``http_port``: the same data plane, limits, token, TLS."""
+        from robust_style.server.rest.app import HTTPFrontDoor, build_app
+        from robust_style.server.rest.endpoint import Endpoints
+
+        cfg = self.config
+        executor = ThreadPoolExecutor(max_workers=cfg.worker_threads(), thread_name_prefix="http")
+        endpoints = Endpoints(self.metrics, executor, cfg.auth_token, cfg.max_message_bytes)
+        app = build_app(self.plane, self.kserve.management, self.metrics, self.ready, endpoints,
+                        cfg.cors_origins)
+        try:
+            door = HTTPFrontDoor(app, cfg.host, cfg.http_port or 0, executor=executor,
+                                 tls_cert=cfg.tls_cert, tls_key=cfg.tls_key,
+                                 grace_seconds=cfg.grace_seconds)
+        except OSError as exc:
+            executor.shutdown(wait=False)
+            raise OSError(f"cannot serve HTTP on {cfg.host}:{cfg.http_port} "
+                          f"({exc.strerror or exc}); pick another --http-port or -1 for "
+                          "none") from None
+        self._http = door.start()
+        self.http_port = door.port
 
     def _load(self) -> None:
         start = time.monotonic()
@@ -198,7 +235,11 @@ class StyleServer:
         self.health.enter_graceful_shutdown()
         grace = self.config.grace_seconds if grace is None else grace
         log.info("shutting down (grace %.1f s)", grace)
+        if self._http is not None:
+            self._http.begin_stop()
         self.server.stop(grace).wait()
+        if self._http is not None:
+            self._http.stop()
         self.registry.stop()
         if self._metrics_http is not None:
             self._metrics_http.stop()

@@ -24,14 +24,21 @@ from __future__ import annotations
 
 import grpc
 
+from robust_style import __version__
 from robust_style.server.dataplane import DataPlane
-from robust_style.server.errors import ServiceError
+from robust_style.server.errors import ServiceError, StyleNotFound
+from robust_style.server.kserve.tensors import DATATYPE, SHAPE
 from robust_style.server.protos.inference import grpc_service_pb2 as pb
 from robust_style.server.registry import StyleModel
 from robust_style.server.registry.repository import LoadError
-from robust_style.triton_config import model_config
+from robust_style.triton_config import PLATFORM, PLATFORMS, model_config
 
-__all__ = ["KServeManagement"]
+__all__ = ["KServeManagement", "EXTENSIONS"]
+
+#: Triton's names of the protocol extensions this server implements (and nothing else:
+#: no shared memory, trace, logging, sequence or classification); the HTTP front door adds
+#: ``binary_tensor_data``.
+EXTENSIONS = ("model_repository", "model_configuration", "statistics")
 
 _STAT_FIELDS = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
 
@@ -44,6 +51,27 @@ class KServeManagement:
 
     def _model(self, name: str, version: str) -> StyleModel:
         return self.plane.lookup(name, version)[0]
+
+    # -- metadata -------------------------------------------------------------------------
+    def server_metadata(self, extensions: tuple[str, ...] = EXTENSIONS
+                        ) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(name="robust-style", version=__version__,
+                                         extensions=list(extensions))
+
+    def model_ready(self, name: str, version: str) -> bool:
+        try:
+            self._model(name, version)
+        except StyleNotFound:
+            return False
+        return True
+
+    def model_metadata(self, name: str, version: str) -> pb.ModelMetadataResponse:
+        m = self._model(name, version)
+        tensor = pb.ModelMetadataResponse.TensorMetadata
+        return pb.ModelMetadataResponse(
+            name=m.name, versions=[m.version], platform=PLATFORMS.get(m.engine_name, PLATFORM),
+            inputs=[tensor(name=m.input_name, datatype=DATATYPE, shape=SHAPE)],
+            outputs=[tensor(name=m.output_name, datatype=DATATYPE, shape=SHAPE)])
 
     # -- configuration and statistics -----------------------------------------------------
     def model_config(self, request: pb.ModelConfigRequest) -> pb.ModelConfigResponse:

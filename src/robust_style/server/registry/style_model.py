@@ -12,6 +12,7 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,6 +59,13 @@ class StyleModel:
         """Engine facts as strings (for KServe model config ``parameters``, logs, metrics)."""
         return {"engine": self.engine.name, "precision": self.engine.precision,
                 "devices": ", ".join(self.engine.devices), "engine_note": self.engine_note}
+
+    def describe(self) -> dict[str, Any]:
+        """What the style APIs say about it (gRPC ``ListStyles``, HTTP ``GET /v1/styles``)."""
+        return {"name": self.name, "version": self.version, "ready": True, "file": self.file,
+                "metadata": self.metadata.to_display(), "providers": list(self.providers),
+                "sha256": self.sha256, "engine": self.engine_name, "precision": self.precision,
+                "engine_note": self.engine_note}
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """``NxHxWx3 uint8`` -> the same, stylised (thread-safe)."""

@@ -45,10 +45,7 @@ class StyleTransferService(pb_grpc.StyleTransferServicer):
                    ) -> pb.ListStylesResponse:
         out = pb.ListStylesResponse()
         for m in self.registry.styles():
-            out.styles.add(name=m.name, version=m.version, ready=True, file=m.file,
-                           metadata=m.metadata.to_display(), providers=list(m.providers),
-                           sha256=m.sha256, engine=m.engine_name, precision=m.precision,
-                           engine_note=m.engine_note)
+            out.styles.add(**m.describe())
         return out
 
     def Stylize(self, request: pb.StylizeRequest, context: grpc.ServicerContext
