@@ -4,7 +4,8 @@
 #                            stylize, demo). No torch: a few hundred MB, quick.
 #   scripts/setup.sh train   plus training, export, weights, analysis (torch, onnx, ...)
 #   scripts/setup.sh dev     plus the test tools and the robustness extra (what CI runs),
-#                            and Debian's libb64 for Triton's perf_analyzer (as root)
+#                            and Debian's libb64 for Triton's perf_analyzer and chromium +
+#                            chromium-driver for the web page test (as root)
 # Installing more later is fine: `scripts/setup.sh train` on a base .venv adds to it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,5 +39,16 @@ if [ "$job" = dev ]; then
     echo "setup.sh: warning: libb64 (Debian package libb64-0d) is missing and cannot be" \
          "installed here (needs root and apt-get); the perf_analyzer tests will be skipped." \
          "Install it with: sudo apt-get install libb64-0d" >&2
+  fi
+  # The web page test (tests/test_web_page.py) drives Debian's headless Chromium.
+  if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+    :
+  elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get install -y -qq chromium chromium-driver >/dev/null \
+      || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }
+  else
+    echo "setup.sh: warning: chromium and chromium-driver are missing and cannot be installed" \
+         "here (needs root and apt-get); the web page test will be skipped." \
+         "Install them with: sudo apt-get install chromium chromium-driver" >&2
   fi
 fi

@@ -60,7 +60,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
 #: Top-level modules of the train and dev extras (pyproject.toml) that scripts/test.sh
 #: installs: on CI an ``importorskip`` of one of them failing is a broken install, not a skip.
 CI_REQUIRED_IMPORTS = frozenset({"skimage", "torch", "torchvision", "onnx", "onnxruntime", "cv2",
-                                 "h5py", "grpc_tools", "cryptography", "tritonclient", "lpips"})
+                                 "h5py", "grpc_tools", "cryptography", "tritonclient", "lpips",
+                                 "selenium", "httpx"})
 
 
 def _ci_required_import(reason: str) -> str | None:
