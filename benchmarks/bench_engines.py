@@ -135,7 +135,7 @@ def start_server(models: Path, threads: int) -> tuple[subprocess.Popen, str]:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
     proc = subprocess.Popen([sys.executable, "-m", "robust_style", "-q", "serve", "--models",
-                             str(models), "--port", str(port), "--metrics-port", "-1",
+                             str(models), "--port", str(port), "--metrics-port", "-1", "--http-port", "-1",
                              "--poll-seconds", "0", "--engine", "auto",
                              "--intra-op-threads", str(threads), "--max-message-mb", "256"])
     return proc, f"127.0.0.1:{port}"

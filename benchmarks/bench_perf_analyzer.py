@@ -105,7 +105,7 @@ def main() -> int:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH")) if p)}
     server = subprocess.Popen([sys.executable, "-m", "robust_style", "-q", "serve", "--models",
-                               str(tmp / "models"), "--port", str(port), "--metrics-port", "-1",
+                               str(tmp / "models"), "--port", str(port), "--metrics-port", "-1", "--http-port", "-1",
                                "--engine", args.engine], env=env)
     address = f"127.0.0.1:{port}"
     results: list[dict] = []

@@ -150,7 +150,7 @@ def main() -> int:
     port = free_port()
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "robust_style", "-q", "serve", "--models",
-                             str(models_dir), "--port", str(port), "--metrics-port", "-1",
+                             str(models_dir), "--port", str(port), "--metrics-port", "-1", "--http-port", "-1",
                              "--poll-seconds", "0"], env={**os.environ})
     target = f"127.0.0.1:{port}"
     from robust_style.server.client import StyleClient

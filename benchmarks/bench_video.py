@@ -88,7 +88,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         cmd = [sys.executable, "-m", "robust_style", "serve", "--port", str(port),
-               "--metrics-port", "-1", *args.serve_args.split()]
+               "--metrics-port", "-1", "--http-port", "-1", *args.serve_args.split()]
         if args.model:
             models = tmp / "models"
             models.mkdir()

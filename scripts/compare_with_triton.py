@@ -151,7 +151,7 @@ def our_answers(python: str) -> dict[str, str]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.Popen([python, "-m", "robust_style", "-q", "serve", "--port", str(port),
-                             "--metrics-port", "-1"], env=env)
+                             "--metrics-port", "-1", "--http-port", "-1"], env=env)
     try:
         client = tc.InferenceServerClient(f"127.0.0.1:{port}")
         _wait(client)

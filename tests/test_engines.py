@@ -183,7 +183,7 @@ def test_without_openvino_auto_falls_back_to_onnxruntime(no_openvino: dict[str, 
 def test_serve_engine_openvino_without_openvino_is_one_line(no_openvino: dict[str, str]
                                                             ) -> None:
     out = subprocess.run([sys.executable, "-m", "robust_style", "serve", "--engine", "openvino",
-                          "--port", "0", "--metrics-port", "-1"], env=no_openvino,
+                          "--port", "0", "--metrics-port", "-1", "--http-port", "-1"], env=no_openvino,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     errors = [ln for ln in out.stderr.splitlines() if ln.startswith("robust-style: error")]

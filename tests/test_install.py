@@ -119,7 +119,7 @@ def test_fresh_base_install_serves_without_torch(tmp_path: Path) -> None:
     port = free_port()
     exe = venv / "bin" / "robust-style"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    server = subprocess.Popen([str(exe), "serve", "--port", str(port), "--metrics-port", "-1"],
+    server = subprocess.Popen([str(exe), "serve", "--port", str(port), "--metrics-port", "-1", "--http-port", "-1"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env=env, cwd=tmp_path)
     try:

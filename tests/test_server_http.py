@@ -275,3 +275,33 @@ def test_image_endpoint_multipart_raw_and_errors(server: StyleServer) -> None:
         assert h.get("/v1/styles/nope/thumbnail").status_code == 404
     assert server.metrics.requests.values[(("api", "http"), ("method", "Stylize"),
                                            ("style", "tiny"), ("code", "200"))] >= 4
+
+
+def test_serve_options_and_cors(models_dir: Path) -> None:
+    from robust_style.cli import build_parser
+    from robust_style.cli.cmd_serve import _config
+
+    def cfg(*argv: str):
+        return _config(build_parser().parse_args(["serve", *argv]), models_dir)
+
+    assert (cfg().http_port, cfg().cors_origins) == (8000, ())
+    assert cfg("--http-port", "-1").http_port is None
+    assert cfg("--cors-origin", "https://a.example", "--cors-origin", "*").cors_origins == \
+        ("https://a.example", "*")
+    s = start_server(models_dir, http_port=0, cors_origins=("https://a.example",))
+    try:
+        with httpx.Client(base_url=_base(s)) as h:
+            r = h.options("/v1/styles/tiny/stylize", headers={
+                "Origin": "https://a.example", "Access-Control-Request-Method": "POST"})
+            assert r.status_code == 200
+            assert r.headers["access-control-allow-origin"] == "https://a.example"
+            r = h.get("/v1/styles", headers={"Origin": "https://a.example"})
+            assert r.headers["access-control-allow-origin"] == "https://a.example"
+            assert "x-style" in r.headers["access-control-expose-headers"].lower()
+            r = h.options("/v1/styles", headers={"Origin": "https://evil.example",
+                                                 "Access-Control-Request-Method": "GET"})
+            assert r.status_code == 400  # not an allowed origin
+            assert "<title>robust-style</title>" in h.get("/").text
+            assert h.get("/static/app.js").status_code == 200
+    finally:
+        s.stop(0)

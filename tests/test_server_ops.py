@@ -53,7 +53,7 @@ def probe():
         os.kill(os.getpid(), signal.SIGTERM)
 
 threading.Thread(target=probe, daemon=True).start()
-sys.exit(main(["serve", "--models", models, "--port", str(port), "--metrics-port", "-1"]))
+sys.exit(main(["serve", "--models", models, "--port", str(port), "--metrics-port", "-1", "--http-port", "-1"]))
 """
 
 
@@ -70,7 +70,7 @@ def test_server_process_never_imports_torch(models_dir: Path, tmp_path: Path) ->
 def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(models_dir: Path) -> None:
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "robust_style", "serve", "--models",
-                             str(models_dir), "--port", str(port), "--metrics-port", "-1",
+                             str(models_dir), "--port", str(port), "--metrics-port", "-1", "--http-port", "-1",
                              "--log-json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     try:
@@ -108,11 +108,11 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(models_dir: Path)
 
 
 def test_serve_without_models_is_a_one_line_error(tmp_path: Path, capsys) -> None:
-    assert main(["serve", "--models", str(tmp_path), "--port", "0", "--metrics-port", "-1"]) == 2
+    assert main(["serve", "--models", str(tmp_path), "--port", "0", "--metrics-port", "-1", "--http-port", "-1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no style models" in err[0] and "--allow-empty" in err[0]
     (tmp_path / "bad.onnx").write_bytes(b"nope")
-    assert main(["serve", "--models", str(tmp_path), "--port", "0", "--metrics-port", "-1"]) == 2
+    assert main(["serve", "--models", str(tmp_path), "--port", "0", "--metrics-port", "-1", "--http-port", "-1"]) == 2
     assert "could be loaded" in capsys.readouterr().err.strip().splitlines()[-1]
     assert main(["serve", "--models", str(tmp_path / "missing")]) == 2
 
@@ -220,7 +220,7 @@ def test_metrics_speak_openmetrics_when_asked(server: StyleServer) -> None:
 
 def test_bad_workers_and_busy_metrics_port_are_one_line_errors(
         models_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    base = ["serve", "--models", str(models_dir), "--port", "0"]
+    base = ["serve", "--models", str(models_dir), "--port", "0", "--http-port", "-1"]
     assert main([*base, "--metrics-port", "-1", "--workers", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--workers" in err[0]
