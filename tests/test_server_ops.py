@@ -146,9 +146,21 @@ def test_tls_and_bearer_token(models_dir: Path, tmp_path: Path) -> None:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     cert, key = _self_signed(tmp_path)
-    s = start_server(models_dir, tls_cert=cert, tls_key=key, auth_token="s3cret")
+    s = start_server(models_dir, tls_cert=cert, tls_key=key, auth_token="s3cret", http_port=0)
     target = f"localhost:{s.port}"
     try:
+        # the HTTP door: HTTPS with the same certificate, the same token
+        import httpx
+
+        with httpx.Client(base_url=f"https://localhost:{s.http_port}",
+                          verify=str(cert)) as h:
+            r = h.get("/v1/styles", headers={"Authorization": "Bearer s3cret"})
+            assert [st["name"] for st in r.json()["styles"]] == ["tiny", "tiny2"]
+            assert h.get("/v1/styles").status_code == 401
+            assert h.get("/v2/health/ready").status_code == 200
+        with httpx.Client(base_url=f"http://localhost:{s.http_port}") as h, \
+                pytest.raises(httpx.HTTPError):
+            h.get("/v2/health/ready")  # plaintext is refused
         with StyleClient(target, root_cert=cert.read_bytes(), token="s3cret") as client:
             assert [st.name for st in client.list_styles()] == ["tiny", "tiny2"]
             assert client.stylize(encode(photo("coffee", 40)), "tiny").width == 40
