@@ -18,6 +18,7 @@ import pytest
 from server_fixtures import encode, model_store, models_dir, photo, server, start_server
 
 from robust_style.cli import main
+from robust_style.netutil import free_port, serve_process
 from robust_style.server.app import StyleServer
 from robust_style.server.client import ClientError, StyleClient
 from robust_style.server.protos.robust_style.v1 import style_transfer_pb2 as pb
@@ -26,12 +27,6 @@ from robust_style.server.protos.robust_style.v1 import style_transfer_pb2_grpc a
 __all__ = ["model_store", "models_dir", "server"]
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 PROBE = r"""
@@ -60,7 +55,7 @@ sys.exit(main(["serve", "--models", models, "--port", str(port), "--metrics-port
 def test_server_process_never_imports_torch(models_dir: Path, tmp_path: Path) -> None:
     image = tmp_path / "cat.png"
     image.write_bytes(encode(photo("chelsea", 64)))
-    proc = subprocess.run([sys.executable, "-c", PROBE, str(models_dir), str(_free_port()),
+    proc = subprocess.run([sys.executable, "-c", PROBE, str(models_dir), str(free_port()),
                            str(image)], capture_output=True, text=True, timeout=300, env=ENV)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "TORCH_MODULES []" in proc.stdout, proc.stdout + proc.stderr[-2000:]
@@ -68,14 +63,10 @@ def test_server_process_never_imports_torch(models_dir: Path, tmp_path: Path) ->
 
 
 def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(models_dir: Path) -> None:
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "robust_style", "serve", "--models",
-                             str(models_dir), "--port", str(port), "--metrics-port", "-1",
-                             "--log-json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    try:
-        client = StyleClient(f"127.0.0.1:{port}")
-        assert client.wait_ready(120)
+    with serve_process(["--models", str(models_dir), "--log-json"], quiet=False,
+                       ready_timeout=120, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       env=ENV) as served:
+        proc = served.proc
         frames: queue.Queue = queue.Queue()
         end = object()
 
@@ -83,7 +74,7 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(models_dir: Path)
             while (item := frames.get()) is not end:
                 yield item
 
-        stub = pb_grpc.StyleTransferStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+        stub = pb_grpc.StyleTransferStub(grpc.insecure_channel(served.target))
         png = encode(photo("astronaut", 64))
         frames.put(pb.StylizeRequest(style="tiny", image=png, id="0"))
         responses = stub.StylizeStream(requests(), timeout=120)
@@ -95,11 +86,7 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(models_dir: Path)
         rest = list(responses)
         assert [r.id for r in (first, *rest)] == ["0", "1", "2"]
         assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    err = proc.stderr.read()
+    err = proc.stderr.read().decode()
     assert "Traceback" not in err
     logs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     messages = [rec["message"] for rec in logs]
@@ -266,3 +253,10 @@ def test_trt_engine_cache_defaults_to_the_xdg_cache(tmp_path: Path,
     assert cfg.registry.engine.providers.trt_cache_dir == str(Path.home() / ".cache/robust-style/trt")
     off = build_parser().parse_args(["serve", "--trt-cache-dir", ""])
     assert _config(off, tmp_path).registry.engine.providers.trt_cache_dir == ""
+
+
+def test_serve_process_reports_a_server_that_exits_instead_of_hanging(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="exited with code 2"), \
+            serve_process(["--models", str(tmp_path)], ready_timeout=120,
+                          stderr=subprocess.DEVNULL):
+        pass
