@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from server_fixtures import encode, model_store, models_dir, photo, server, start_server
+from server_fixtures import encode, photo, start_server
 
 from robust_style.cli import main
 from robust_style.netutil import free_port, serve_process
@@ -23,8 +23,6 @@ from robust_style.server.app import StyleServer
 from robust_style.server.client import ClientError, StyleClient
 from robust_style.server.protos.robust_style.v1 import style_transfer_pb2 as pb
 from robust_style.server.protos.robust_style.v1 import style_transfer_pb2_grpc as pb_grpc
-
-__all__ = ["model_store", "models_dir", "server"]
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
