@@ -92,3 +92,22 @@ def test_bad_distill_input_is_one_line_exit_2(tmp_path: Path,
         assert main([*argv, "--out", str(tmp_path / "run")]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1, err
+
+
+def test_bundled_fast_style_is_the_quarter_distillation_of_the_full_one() -> None:
+    """the-scream-fast.onnx: the quarter preset, near the full model on unseen photos
+    (measured 9.6-17.1 grey levels mean difference, vs 39-66 between photo and result)."""
+    fast_file = BUNDLED.with_name("the-scream-fast.onnx")
+    import onnxruntime as ort
+
+    props = ort.InferenceSession(str(fast_file), providers=["CPUExecutionProvider"]
+                                 ).get_modelmeta().custom_metadata_map
+    assert props["robust_style.arch"] == "quarter"
+    assert props["robust_style.name"] == "the-scream-fast"
+    full, fast = load_teacher(BUNDLED), load_teacher(fast_file)
+    for name in HELDOUT:
+        im = Image.fromarray(skimage_photo(name)).convert("RGB")
+        im.thumbnail((128, 128))
+        x = np.asarray(im)[None]
+        a, b = full(x).astype(float), fast(x).astype(float)
+        assert np.abs(a - b).mean() < 0.5 * np.abs(a - x).mean()
