@@ -52,9 +52,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--engine", choices=["auto", "onnxruntime", "openvino"], default="auto",
                    help="inference engine; auto = ONNX Runtime on a usable GPU, else OpenVINO "
                    "(else ONNX Runtime's CPU provider)")
-    g.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+    g.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], default="auto",
                    help="auto = bf16 on OpenVINO where the CPU has bf16 arithmetic (AVX-512 "
-                   "BF16, AMX), fp32 otherwise; every reduced precision must pass the "
+                   "BF16, AMX), fp32 otherwise, and int8 (NNCF, where installed) only where "
+                   "it is faster than those; every reduced precision must pass the "
                    "accuracy gate at load")
     g.add_argument("--accuracy-gate-db", type=float, default=45.0,
                    help="refuse an engine/precision whose warm-up output is below this PSNR "

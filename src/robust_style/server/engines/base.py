@@ -40,8 +40,9 @@ TRT = "TensorrtExecutionProvider"
 
 #: ``--engine`` choices.
 ENGINES = ("auto", "onnxruntime", "openvino")
-#: ``--precision`` choices (``fp16`` is TensorRT's, chosen by its own options).
-PRECISIONS = ("auto", "fp32", "bf16")
+#: ``--precision`` choices (``fp16`` is TensorRT's, chosen by its own options). ``int8``:
+#: OpenVINO with NNCF post-training quantisation, gated like bf16 (:mod:`.select`).
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 #: Accuracy gate: below this PSNR against the fp32 ONNX Runtime output, a reduced
 #: precision is refused at load. bf16 on this network measures ~50-55 dB (docs/serving.md),
 #: so 45 dB leaves a margin while catching a broken kernel or an unstable InstanceNorm.

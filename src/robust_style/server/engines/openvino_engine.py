@@ -31,7 +31,7 @@ import numpy as np
 from robust_style.errors import first_line
 from robust_style.server.engines.base import FallbackListener, cpu_budget
 
-__all__ = ["OpenVINOEngine", "OpenVINOStatus", "openvino_status"]
+__all__ = ["OpenVINOEngine", "OpenVINOStatus", "nncf_status", "openvino_status"]
 
 log = logging.getLogger(__name__)
 
@@ -85,17 +85,65 @@ def openvino_status() -> OpenVINOStatus:
     return status
 
 
+@functools.cache
+def nncf_status() -> str:
+    """``""`` when NNCF (int8 post-training quantisation) imports, else why not."""
+    try:
+        import nncf  # noqa: F401
+    except Exception as exc:
+        return f"{type(exc).__name__}: {first_line(str(exc))}"
+    return ""
+
+
+_INT8_CACHE: dict[str, Any] = {}
+_INT8_LOCK = threading.Lock()
+
+
+def _quantized(model: bytes, calibration: list[np.ndarray]) -> Any:
+    """``model`` quantised to int8 by NNCF (``nncf.quantize``: symmetric per-channel
+    weights, per-tensor activations, fast bias correction) on the ``calibration``
+    images; kept per model bytes, so a reload of the same file does not redo it."""
+    import hashlib
+
+    key = hashlib.sha256(model).hexdigest()
+    with _INT8_LOCK:
+        if key in _INT8_CACHE:
+            return _INT8_CACHE[key]
+    import nncf
+
+    net = _core().read_model(model)
+    q = nncf.quantize(net, nncf.Dataset(calibration), subset_size=len(calibration),
+                      fast_bias_correction=True)
+    with _INT8_LOCK:
+        if len(_INT8_CACHE) >= 16:
+            _INT8_CACHE.pop(next(iter(_INT8_CACHE)))
+        _INT8_CACHE[key] = q
+    return q
+
+
 class OpenVINOEngine:
-    """One compiled model on OpenVINO's CPU plugin at ``precision`` (``fp32``/``bf16``)."""
+    """One compiled model on OpenVINO's CPU plugin at ``precision`` (``fp32``/``bf16``, or
+    ``int8``: quantised by NNCF on ``calibration`` images, the rest of the graph fp32)."""
 
     name = "openvino"
     on_cpu = True
 
-    def __init__(self, model: bytes, precision: str = "fp32", threads: int = 0) -> None:
-        if precision not in _OV_PRECISION:
-            raise ValueError(f"OpenVINO engine precision must be fp32 or bf16, got {precision!r}")
+    def __init__(self, model: bytes, precision: str = "fp32", threads: int = 0,
+                 calibration: list[np.ndarray] | None = None) -> None:
+        if precision not in (*_OV_PRECISION, "int8"):
+            raise ValueError("OpenVINO engine precision must be fp32, bf16 or int8, got "
+                             f"{precision!r}")
         core = _core()
-        net = core.read_model(model)
+        int8 = precision == "int8"
+        if int8:
+            if nncf_status():
+                raise RuntimeError(f"int8 needs NNCF ({nncf_status()})")
+            if not calibration:
+                raise ValueError("int8 needs calibration images")
+            net = _quantized(model, calibration)
+            precision = "fp32"
+        else:
+            net = core.read_model(model)
         if len(net.inputs) != 1 or len(net.outputs) != 1:
             raise ValueError(f"expected 1 input and 1 output, found {len(net.inputs)} and "
                              f"{len(net.outputs)}")
@@ -106,7 +154,8 @@ class OpenVINOEngine:
         self.compiled = core.compile_model(net, "CPU", props)
         real = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
         # e.g. "<Type: 'bfloat16'>" -> bf16; the plugin may refuse bf16 on a CPU without it
-        self.precision = ("bf16" if "bf" in real else "fp16" if "16" in real else "fp32")
+        self.precision = ("int8" if int8 else "bf16" if "bf" in real else
+                          "fp16" if "16" in real else "fp32")
         status = openvino_status()
         self.devices: tuple[str, ...] = (f"CPU ({status.device})" if status.device else "CPU",)
         self._threads = threads
