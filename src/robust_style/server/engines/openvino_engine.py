@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from robust_style.errors import first_line
-from robust_style.server.engines.base import FallbackListener, cpu_budget
+from robust_style.server.engines.base import FallbackListener, PartRunner, cpu_budget
 
 __all__ = ["OpenVINOEngine", "OpenVINOStatus", "openvino_status"]
 
@@ -103,6 +103,7 @@ class OpenVINOEngine:
                                  "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
         if threads > 0:
             props["INFERENCE_NUM_THREADS"] = threads
+        self._props = props
         self.compiled = core.compile_model(net, "CPU", props)
         real = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
         # e.g. "<Type: 'bfloat16'>" -> bf16; the plugin may refuse bf16 on a CPU without it
@@ -129,6 +130,27 @@ class OpenVINOEngine:
 
     def set_fallback_listener(self, listener: FallbackListener | None) -> None:
         """No profiles, so no fallbacks."""
+
+    def compile_part(self, model: bytes) -> PartRunner:
+        """A graph of any inputs and outputs (a tiling segment), compiled as this engine is."""
+        compiled = _core().compile_model(_core().read_model(model), "CPU", self._props)
+        pool: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        threads = self._threads
+
+        def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+            try:
+                request = pool.get_nowait()
+            except queue.Empty:
+                request = compiled.create_infer_request()
+            try:
+                with cpu_budget().hold(threads):
+                    out = request.infer({k: np.ascontiguousarray(v) for k, v in feeds.items()},
+                                        share_inputs=True, share_outputs=False)
+                return [np.asarray(out[o]) for o in compiled.outputs]
+            finally:
+                pool.put(request)
+
+        return PartRunner(run)
 
     def describe(self) -> str:
         return f"openvino {self.precision} ({', '.join(self.devices)})"
