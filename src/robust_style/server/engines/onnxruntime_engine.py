@@ -87,6 +87,10 @@ def session_options(cfg: ProviderConfig, quiet: bool = False) -> ort.SessionOpti
     so.intra_op_num_threads = cfg.intra_op_threads
     so.inter_op_num_threads = cfg.inter_op_threads
     so.log_severity_level = 4 if quiet else 3
+    # No CPU memory arena: the arena keeps the peak of every run for the session's life,
+    # so a style that once ran a large image would hold that memory forever; the memory
+    # budget (robust_style.server.memory) needs runs to give their memory back.
+    so.enable_cpu_mem_arena = False
     return so
 
 

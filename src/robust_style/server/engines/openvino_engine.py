@@ -131,6 +131,16 @@ class OpenVINOEngine:
     def set_fallback_listener(self, listener: FallbackListener | None) -> None:
         """No profiles, so no fallbacks."""
 
+    def release_requests(self) -> None:
+        """Drop the idle infer requests (each keeps the intermediate memory of the largest
+        shape it ran); the next run creates a fresh one. The memory budget calls this
+        after a large run."""
+        while True:
+            try:
+                self._pool.get_nowait()
+            except queue.Empty:
+                return
+
     def compile_part(self, model: bytes) -> PartRunner:
         """A graph of any inputs and outputs (a tiling segment), compiled as this engine is."""
         compiled = _core().compile_model(_core().read_model(model), "CPU", self._props)

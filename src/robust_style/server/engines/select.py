@@ -20,6 +20,7 @@ import functools
 import logging
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -80,6 +81,9 @@ class LoadedEngine:
     #: PSNR of the engine's warm-up output vs the fp32 reference (inf: identical or the
     #: reference itself).
     gate_psnr_db: float
+    #: Builds the same engine again (same runtime, precision, providers; no gate): how an
+    #: engine evicted by the memory budget is reloaded.
+    rebuild: Callable[[], Engine] | None = None
 
 
 @functools.cache
@@ -135,6 +139,8 @@ class EngineSelector:
                          else [(CPU, {})])
         chain, notes = self._plan(providers[0][0] != CPU)
         chosen: tuple[Engine, float] | None = None
+        rebuild: Callable[[], Engine] = lambda: OnnxRuntimeEngine(  # noqa: E731
+            model, cfg.providers, [(CPU, {})])
         for engine_name, precision in chain:
             what = f"{engine_name} {precision}"
             if engine_name == "onnxruntime" and providers[0][0] == CPU:
@@ -165,6 +171,12 @@ class EngineSelector:
                              f"({db:.1f} dB < {cfg.gate_psnr_db:g} dB)")
                 continue
             chosen = (engine, db)
+            if engine_name == "openvino":
+                rebuild = functools.partial(OpenVINOEngine, model, precision,
+                                            cfg.providers.intra_op_threads)
+            else:
+                rebuild = functools.partial(OnnxRuntimeEngine, model, cfg.providers, providers,
+                                            fp32=precision == "fp32")
             break
         if chosen is None:  # every candidate failed: the reference always works
             chosen = (reference, math.inf)
@@ -177,7 +189,7 @@ class EngineSelector:
         note = "; ".join(notes)
         log.info("%s: engine %s%s", label, engine.describe(), f" [{note}]" if note else "")
         return LoadedEngine(engine, reference.input_name, reference.output_name,
-                            reference.metadata, note, db)
+                            reference.metadata, note, db, rebuild)
 
     def _plan(self, gpu: bool) -> tuple[list[tuple[str, str]], list[str]]:
         """Candidates ``(engine, precision)`` in order of preference, and notes on choices."""

@@ -139,33 +139,16 @@ class TiledRunner:
         a = self.split.align
         return -(-self.split.segments[k].radius // a) * a
 
-    def buffer_bytes(self, n: int, h: int, w: int) -> int:
-        """Largest total size of the buffers alive at once for an ``n x h x w`` image."""
-        sp = self.split
-        hp, wp = sp.working_size(h, w)
-        live: dict[str, int] = {}
-        peak = 0
-        for k, seg in enumerate(sp.segments):
-            for t in seg.outputs:
-                if t == OUTPUT_NAME:
-                    live[t] = n * h * w * 3
-                    continue
-                s = sp.scale[t]
-                live[t] = n * sp.channels[t] * (hp // s) * (wp // s) * sp.dtype[t].itemsize
-            peak = max(peak, sum(live.values()))
-            for t in [t for t, last in sp.last_use.items() if last == k]:
-                live.pop(t, None)
-        return peak
-
-    def run(self, batch: np.ndarray, tile: int = 0) -> np.ndarray:
+    def run(self, batch: np.ndarray, tile: int = 0, ram_bytes: int | None = None) -> np.ndarray:
         """``NxHxWx3 uint8`` -> the same, stylised, tile by tile with whole-image norms
-        (``tile``: core side for this run; 0 = the config's)."""
+        (``tile``, ``ram_bytes``: this run's tile side and RAM for buffers; default: the
+        config's)."""
         x = np.ascontiguousarray(batch)
         n, h, w, _ = x.shape
         sp, cfg = self.split, self.config
         hp, wp = sp.working_size(h, w)
         tile = max(sp.align, (tile or cfg.tile) // sp.align * sp.align)
-        bufs = _Buffers(cfg.ram_bytes, cfg.spill_dir)
+        bufs = _Buffers(cfg.ram_bytes if ram_bytes is None else ram_bytes, cfg.spill_dir)
         kept: dict[str, np.ndarray] = {INPUT_NAME: x}
         affine: dict[str, np.ndarray] = {}
         try:

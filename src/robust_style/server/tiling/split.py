@@ -102,6 +102,21 @@ class SplitModel:
         a = self.align
         return -(-h // a) * a, -(-w // a) * a
 
+    def buffer_bytes(self, n: int, h: int, w: int) -> int:
+        """Largest total size of the buffers a tiled run of ``n x h x w`` keeps at once."""
+        hp, wp = self.working_size(h, w)
+        live: dict[str, int] = {}
+        peak = 0
+        for k, seg in enumerate(self.segments):
+            for t in seg.outputs:
+                s = self.scale[t]
+                live[t] = (n * h * w * 3 if t == OUTPUT_NAME else
+                           n * self.channels[t] * (hp // s) * (wp // s) * self.dtype[t].itemsize)
+            peak = max(peak, sum(live.values()))
+            for t in [t for t, last in self.last_use.items() if last == k]:
+                live.pop(t, None)
+        return peak
+
 
 def _probe(model: onnx.ModelProto, names: list[str], h: int, w: int) -> dict[str, np.ndarray]:
     import onnxruntime as ort
