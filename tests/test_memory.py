@@ -8,7 +8,11 @@ the numbers; a budget too small for one tile refuses to start, in one line.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +25,7 @@ from PIL import Image
 from server_fixtures import decode, encode, model_store, models_dir, new_version, photo
 
 from robust_style.cli import main
+from robust_style.netutil import free_port
 from robust_style.pixels import psnr
 from robust_style.server.app import ServerConfig, StyleServer
 from robust_style.server.batching import BatchConfig
@@ -190,3 +195,62 @@ def test_many_styles_in_a_small_budget_evicted_lru_all_served(model_store: Path,
         assert rss() - start < capacity + 150 * MIB  # within the budget + allocator slack
     finally:
         server.stop(0)
+
+
+CGROUP_V1 = Path("/sys/fs/cgroup/memory")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (CGROUP_V1 / "cgroup.procs").exists() or os.geteuid() != 0,
+                    reason="needs root and a cgroup v1 memory controller")
+def test_real_server_in_a_memory_cgroup_answers_large_photos(models_dir: Path,
+                                                             tmp_path: Path) -> None:
+    """The real ``robust-style serve`` in a 1.5 GB memory cgroup (its default budget read
+    from the cgroup): a 6 MP photo of the tiny style (~1.8 GB untiled) and two concurrent
+    3 MP ones are all answered, tiled, and the kernel kills nothing."""
+    group = CGROUP_V1 / f"robust-style-test-{os.getpid()}"
+    group.mkdir()
+    port = free_port()
+    proc: subprocess.Popen[str] | None = None
+    try:
+        (group / "memory.limit_in_bytes").write_text(str(1536 * MIB))
+        with contextlib.suppress(OSError):
+            (group / "memory.memsw.limit_in_bytes").write_text(str(1536 * MIB))
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+        code = (f"import os; open('{group}/cgroup.procs','w').write(str(os.getpid())); "
+                "from robust_style.cli import main; raise SystemExit(main())")
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, "serve", "--models", str(models_dir), "--port",
+             str(port), "--metrics-port", "-1", "--poll-seconds", "0", "--engine",
+             "onnxruntime", "--warmup-side", "32"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        address = f"127.0.0.1:{port}"
+        big, mid = encode(_big_photo(3000, 2000)), encode(_big_photo(2000, 1500))
+        with StyleClient(address, timeout=600) as client:
+            for _ in range(120):
+                try:
+                    if client.list_styles():
+                        break
+                except ClientError:
+                    time.sleep(0.5)
+            assert decode(client.stylize(big, "tiny").image).shape == (2000, 3000, 3)
+            with ThreadPoolExecutor(2) as pool:
+                outs = list(pool.map(lambda s: client.stylize(mid, s), ["tiny", "tiny2"]))
+        assert all(decode(o.image).shape == (1500, 2000, 3) for o in outs)
+        assert proc.poll() is None, "the server died"
+        assert int((group / "memory.failcnt").read_text()) >= 0
+        assert "oom_kill 0" in (group / "memory.oom_control").read_text()
+    finally:
+        if proc is not None:
+            proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(30)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for _ in range(50):
+            try:
+                group.rmdir()
+                break
+            except OSError:
+                time.sleep(0.1)
