@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from robust_style.errors import first_line
-from robust_style.server.engines.base import FallbackListener, cpu_budget
+from robust_style.server.engines.base import FallbackListener, PartRunner, cpu_budget
 
 __all__ = ["OpenVINOEngine", "OpenVINOStatus", "nncf_status", "openvino_status"]
 
@@ -151,6 +151,7 @@ class OpenVINOEngine:
                                  "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
         if threads > 0:
             props["INFERENCE_NUM_THREADS"] = threads
+        self._props = props
         self.compiled = core.compile_model(net, "CPU", props)
         real = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
         # e.g. "<Type: 'bfloat16'>" -> bf16; the plugin may refuse bf16 on a CPU without it
@@ -178,6 +179,38 @@ class OpenVINOEngine:
 
     def set_fallback_listener(self, listener: FallbackListener | None) -> None:
         """No profiles, so no fallbacks."""
+
+    def release_requests(self) -> None:
+        """Drop the idle infer requests (each keeps the intermediate memory of the largest
+        shape it ran); the next run creates a fresh one. The memory budget calls this
+        after a large run."""
+        while True:
+            try:
+                self._pool.get_nowait()
+            except queue.Empty:
+                return
+
+    def compile_part(self, model: bytes) -> PartRunner:
+        """A graph of any inputs and outputs (a tiling segment), compiled as this engine is
+        (an int8 engine's segments run fp32: NNCF calibrated the whole graph, not its parts)."""
+        compiled = _core().compile_model(_core().read_model(model), "CPU", self._props)
+        pool: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        threads = self._threads
+
+        def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+            try:
+                request = pool.get_nowait()
+            except queue.Empty:
+                request = compiled.create_infer_request()
+            try:
+                with cpu_budget().hold(threads):
+                    out = request.infer({k: np.ascontiguousarray(v) for k, v in feeds.items()},
+                                        share_inputs=True, share_outputs=False)
+                return [np.asarray(out[o]) for o in compiled.outputs]
+            finally:
+                pool.put(request)
+
+        return PartRunner(run)
 
     def describe(self) -> str:
         return f"openvino {self.precision} ({', '.join(self.devices)})"

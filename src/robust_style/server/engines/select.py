@@ -28,6 +28,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -97,6 +98,9 @@ class LoadedEngine:
     #: PSNR of the engine's warm-up output vs the fp32 reference (inf: identical or the
     #: reference itself).
     gate_psnr_db: float
+    #: Builds the same engine again (same runtime, precision, providers; no gate): how an
+    #: engine evicted by the memory budget is reloaded.
+    rebuild: Callable[[], Engine] | None = None
 
 
 @functools.cache
@@ -191,6 +195,8 @@ class EngineSelector:
         chain, notes = self._plan(providers[0][0] != CPU)
         chosen: tuple[Engine, float] | None = None
         int8: tuple[Engine, float] | None = None  # passed the gate; must also be faster
+        rebuild: Callable[[], Engine] = lambda: OnnxRuntimeEngine(  # noqa: E731
+            model, cfg.providers, [(CPU, {})])
         for engine_name, precision in chain:
             what = f"{engine_name} {precision}"
             if engine_name == "onnxruntime" and providers[0][0] == CPU:
@@ -226,11 +232,20 @@ class EngineSelector:
                 int8 = (engine, db)
                 continue
             chosen = (engine, db)
+            if engine_name == "openvino":
+                rebuild = functools.partial(OpenVINOEngine, model, precision,
+                                            cfg.providers.intra_op_threads)
+            else:
+                rebuild = functools.partial(OnnxRuntimeEngine, model, cfg.providers, providers,
+                                            fp32=precision == "fp32")
             break
         if chosen is None:  # every candidate failed: the reference always works
             chosen = (reference, math.inf)
         if int8 is not None:
             chosen = _faster(int8, chosen, x, notes)
+            if chosen[0] is int8[0]:  # evicted and reloaded as the same int8 engine
+                rebuild = functools.partial(OpenVINOEngine, model, "int8",
+                                            cfg.providers.intra_op_threads, calibration_images())
         engine, db = chosen
         if engine is not reference:
             notes.append(f"accuracy gate {db:.1f} dB vs fp32 ONNX Runtime "
@@ -240,7 +255,7 @@ class EngineSelector:
         note = "; ".join(notes)
         log.info("%s: engine %s%s", label, engine.describe(), f" [{note}]" if note else "")
         return LoadedEngine(engine, reference.input_name, reference.output_name,
-                            reference.metadata, note, db)
+                            reference.metadata, note, db, rebuild)
 
     def _plan(self, gpu: bool) -> tuple[list[tuple[str, str]], list[str]]:
         """Candidates ``(engine, precision)`` in order of preference, and notes on choices."""

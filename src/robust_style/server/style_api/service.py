@@ -48,7 +48,8 @@ class StyleTransferService(pb_grpc.StyleTransferServicer):
             out.styles.add(name=m.name, version=m.version, ready=True, file=m.file,
                            metadata=m.metadata.to_display(), providers=list(m.providers),
                            sha256=m.sha256, engine=m.engine_name, precision=m.precision,
-                           engine_note=m.engine_note)
+                           engine_note="; ".join(n for n in (m.engine_note, m.memory_state())
+                                                 if n))
         return out
 
     def Stylize(self, request: pb.StylizeRequest, context: grpc.ServicerContext
