@@ -8,6 +8,7 @@ the slow test builds a real fresh venv with the base install from this checkout.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -122,21 +123,23 @@ def test_fresh_base_install_serves_without_torch(tmp_path: Path) -> None:
     server = subprocess.Popen([str(exe), "serve", "--port", str(port), "--metrics-port", "-1"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env=env, cwd=tmp_path)
+    bundled = {"the-scream", "the-scream-fast"}
     try:
         styles = None
         for _ in range(120):
             styles = subprocess.run([str(exe), "styles", "--server", f"127.0.0.1:{port}"],
                                     capture_output=True, text=True, env=env, cwd=tmp_path)
-            if styles.returncode == 0 and "the-scream" in styles.stdout:
+            if styles.returncode == 0 and bundled <= set(re.findall(r"[\w-]+", styles.stdout)):
                 break
             time.sleep(1)
-        assert styles is not None and "the-scream" in styles.stdout, styles
+        assert styles is not None and bundled <= set(re.findall(r"[\w-]+", styles.stdout)), styles
         out = tmp_path / "out"
         proc = subprocess.run([str(exe), "stylize", str(photo), "--server", f"127.0.0.1:{port}",
                                "-o", str(out)], capture_output=True, text=True, env=env,
                               cwd=tmp_path, timeout=300)
         assert proc.returncode == 0, proc.stderr
-        assert (out / "photo_the-scream.png").stat().st_size > 10_000
+        for name in bundled:  # no --style: every style served
+            assert (out / f"photo_{name}.png").stat().st_size > 10_000
     finally:
         server.terminate()
         log = server.communicate(timeout=60)[0]

@@ -14,7 +14,8 @@ from server_fixtures import export_tiny, start_server
 from robust_style.server.client import StyleClient
 from robust_style.server.engines import EngineConfig
 from robust_style.server.engines.onnxruntime_engine import OnnxRuntimeEngine, ProviderConfig
-from robust_style.server.engines.openvino_engine import nncf_status, openvino_status
+from robust_style.server.engines.openvino_engine import openvino_status
+from robust_style.server.engines.quantize import nncf_status
 from robust_style.server.engines.select import EngineSelector, warmup_image
 
 pytestmark = pytest.mark.skipif(bool(nncf_status()) or not openvino_status().available,

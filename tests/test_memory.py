@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from server_fixtures import decode, encode, model_store, models_dir, new_version, photo
+from server_fixtures import decode, encode, new_version, photo
 
 from robust_style.cli import main
 from robust_style.netutil import free_port
@@ -35,8 +35,6 @@ from robust_style.server.engines import EngineConfig
 from robust_style.server.local import LocalStylizer
 from robust_style.server.memory import BudgetedEngine, cgroup_limit, parse_size, rss
 from robust_style.server.registry import EVICTED, RegistryConfig
-
-__all__ = ["model_store", "models_dir"]
 
 ENGINE = EngineConfig(engine="onnxruntime", precision="fp32")
 MIB = 1 << 20

@@ -358,6 +358,11 @@ class BudgetedEngine:
     def loaded(self) -> bool:
         return self._engine is not None
 
+    @property
+    def inner(self) -> Engine | None:
+        """The wrapped engine while it is loaded (None once evicted)."""
+        return self._engine
+
     def describe(self) -> str:
         if self._engine is None:
             return f"{self.name} {self.precision} (evicted; reloads on demand)"

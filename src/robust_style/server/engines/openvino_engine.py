@@ -30,8 +30,9 @@ import numpy as np
 
 from robust_style.errors import first_line
 from robust_style.server.engines.base import FallbackListener, PartRunner, cpu_budget
+from robust_style.server.engines.quantize import nncf_status, quantize_int8
 
-__all__ = ["OpenVINOEngine", "OpenVINOStatus", "nncf_status", "openvino_status"]
+__all__ = ["OpenVINOEngine", "OpenVINOStatus", "openvino_status"]
 
 log = logging.getLogger(__name__)
 
@@ -85,42 +86,6 @@ def openvino_status() -> OpenVINOStatus:
     return status
 
 
-@functools.cache
-def nncf_status() -> str:
-    """``""`` when NNCF (int8 post-training quantisation) imports, else why not."""
-    try:
-        import nncf  # noqa: F401
-    except Exception as exc:
-        return f"{type(exc).__name__}: {first_line(str(exc))}"
-    return ""
-
-
-_INT8_CACHE: dict[str, Any] = {}
-_INT8_LOCK = threading.Lock()
-
-
-def _quantized(model: bytes, calibration: list[np.ndarray]) -> Any:
-    """``model`` quantised to int8 by NNCF (``nncf.quantize``: symmetric per-channel
-    weights, per-tensor activations, fast bias correction) on the ``calibration``
-    images; kept per model bytes, so a reload of the same file does not redo it."""
-    import hashlib
-
-    key = hashlib.sha256(model).hexdigest()
-    with _INT8_LOCK:
-        if key in _INT8_CACHE:
-            return _INT8_CACHE[key]
-    import nncf
-
-    net = _core().read_model(model)
-    q = nncf.quantize(net, nncf.Dataset(calibration), subset_size=len(calibration),
-                      fast_bias_correction=True)
-    with _INT8_LOCK:
-        if len(_INT8_CACHE) >= 16:
-            _INT8_CACHE.pop(next(iter(_INT8_CACHE)))
-        _INT8_CACHE[key] = q
-    return q
-
-
 class OpenVINOEngine:
     """One compiled model on OpenVINO's CPU plugin at ``precision`` (``fp32``/``bf16``, or
     ``int8``: quantised by NNCF on ``calibration`` images, the rest of the graph fp32)."""
@@ -140,7 +105,10 @@ class OpenVINOEngine:
                 raise RuntimeError(f"int8 needs NNCF ({nncf_status()})")
             if not calibration:
                 raise ValueError("int8 needs calibration images")
-            net = _quantized(model, calibration)
+            xml, weights = quantize_int8(model, calibration)
+            import openvino
+
+            net = core.read_model(xml, openvino.Tensor(np.frombuffer(weights, np.uint8)))
             precision = "fp32"
         else:
             net = core.read_model(model)

@@ -43,11 +43,8 @@ from robust_style.server.engines.onnxruntime_engine import (
     Providers,
     probe_providers,
 )
-from robust_style.server.engines.openvino_engine import (
-    OpenVINOEngine,
-    nncf_status,
-    openvino_status,
-)
+from robust_style.server.engines.openvino_engine import OpenVINOEngine, openvino_status
+from robust_style.server.engines.quantize import nncf_status
 
 __all__ = ["INT8_MIN_SPEEDUP", "EngineConfig", "EngineSelector", "LoadedEngine",
            "calibration_images", "warmup_image"]
