@@ -29,12 +29,11 @@ Prints tables, saves ``engines_bench.png`` and ``.json`` in ``--out``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -44,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from robust_style.netutil import ServeProcess, serve_process
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "src" / "robust_style" / "models" / "the-scream.onnx"
@@ -130,15 +131,10 @@ def _timed(fn, x: np.ndarray) -> float:
     return time.perf_counter() - t
 
 
-def start_server(models: Path, threads: int) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    proc = subprocess.Popen([sys.executable, "-m", "robust_style", "-q", "serve", "--models",
-                             str(models), "--port", str(port), "--metrics-port", "-1", "--http-port", "-1",
-                             "--poll-seconds", "0", "--engine", "auto",
-                             "--intra-op-threads", str(threads), "--max-message-mb", "256"])
-    return proc, f"127.0.0.1:{port}"
+def start_server(models: Path, threads: int) -> contextlib.AbstractContextManager[ServeProcess]:
+    return serve_process(["--models", str(models), "--poll-seconds", "0", "--engine", "auto",
+                          "--intra-op-threads", str(threads), "--max-message-mb", "256"],
+                         ready_timeout=600)
 
 
 def second_style(src: Path, dst: Path, name: str) -> None:
@@ -248,11 +244,9 @@ def main() -> int:
     (models / MODEL.name).write_bytes(data)
     second_style(MODEL, models / "scream-b.onnx", "scream-b")
     t0 = time.perf_counter()
-    proc, target = start_server(models, args.threads)
+    stack = contextlib.ExitStack()
+    target = stack.enter_context(start_server(models, args.threads)).target
     client = StyleClient(target)
-    if not client.wait_ready(600):
-        proc.kill()
-        raise SystemExit("server did not become ready")
     served = {s.name: f"{s.engine} {s.precision}" for s in client.list_styles()}
     print(f"server ready in {time.perf_counter() - t0:.1f} s: {served}", flush=True)
     kserve = tc.InferenceServerClient(target)
@@ -308,8 +302,7 @@ def main() -> int:
     finally:
         pool.shutdown()
         client.close()
-        proc.terminate()
-        proc.wait(60)
+        stack.close()
     report(results, tput, info, auto_key, auto.engine.describe(), served, load0, args)
     return 0
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -99,26 +98,16 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-pa-"))
     (tmp / "models").mkdir()
     (tmp / "models" / model_file.name).write_bytes(model_file.read_bytes())
-    from robust_style.netutil import free_port  # the one helper (tests use it too)
+    from robust_style.netutil import serve_process  # the one helper (tests use it too)
 
-    port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH")) if p)}
-    server = subprocess.Popen([sys.executable, "-m", "robust_style", "-q", "serve", "--models",
-                               str(tmp / "models"), "--port", str(port), "--metrics-port", "-1", "--http-port", "-1",
-                               "--engine", args.engine], env=env)
-    address = f"127.0.0.1:{port}"
     results: list[dict] = []
     load_before = os.getloadavg()
-    try:
+    with serve_process(["--models", str(tmp / "models"), "--engine", args.engine],
+                       env=env) as server:
+        address = server.target
         client = tc.InferenceServerClient(address)
-        for _ in range(300):
-            try:
-                if client.is_server_ready():
-                    break
-            except Exception:
-                pass
-            time.sleep(0.2)
         name = client.get_model_repository_index().models[0].name
         cfg = client.get_model_config(name).config
         engine = f"{cfg.backend} {cfg.parameters['precision'].string_value}".strip()
@@ -157,9 +146,6 @@ def main() -> int:
                       f" p95 {r['p95_ms']:.0f} ms; server {delta['requests']} req, queue "
                       f"{delta['queue_ms']:.0f} ms, infer {delta['compute_infer_ms']:.0f} ms",
                       flush=True)
-    finally:
-        server.terminate()
-        server.wait(60)
     load_after = os.getloadavg()
 
     cpu = cpu_model()

@@ -24,7 +24,6 @@ import io
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,6 +33,8 @@ from pathlib import Path
 import grpc
 import numpy as np
 from PIL import Image
+
+from robust_style.netutil import ServeProcess, serve_process
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -130,36 +131,35 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=REPO / "docs")
     args = ap.parse_args()
 
-    import onnxruntime as ort
-
-    from robust_style.imageio import decode_image
-    from robust_style.server import images
-    from robust_style.server.protos.inference import grpc_service_pb2 as kpb
-    from robust_style.server.protos.inference import grpc_service_pb2_grpc as kgrpc
-    from robust_style.server.protos.robust_style.v1 import style_transfer_pb2 as pb
-    from robust_style.server.protos.robust_style.v1 import style_transfer_pb2_grpc as pb_grpc
-
     tmp = Path(tempfile.mkdtemp(prefix="bench_server_"))
     model = _model(args, tmp)
     models_dir = tmp / "models"
     models_dir.mkdir()
     (models_dir / model.name).write_bytes(model.read_bytes())
 
-    from robust_style.netutil import free_port  # the one helper (tests use it too)
+    with serve_process(["--models", str(models_dir), "--poll-seconds", "0"],
+                       env={**os.environ}) as served:
+        results, ready_s, rss_ready, rss_peak = _measure(args, model, served)
+    _report(results, ready_s, rss_ready, rss_peak, served.proc.returncode, args, model)
+    return 0
 
-    port = free_port()
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "robust_style", "-q", "serve", "--models",
-                             str(models_dir), "--port", str(port), "--metrics-port", "-1", "--http-port", "-1",
-                             "--poll-seconds", "0"], env={**os.environ})
-    target = f"127.0.0.1:{port}"
+
+def _measure(args: argparse.Namespace, model: Path, served: ServeProcess,
+             ) -> tuple[dict[str, dict], float, float, float]:
+    """Per size: the bare engine, in-process, gRPC PNG and KServe raw, then 1 and 4 clients."""
+    import grpc
+    import onnxruntime as ort
+
+    from robust_style.imageio import decode_image
+    from robust_style.server import images
     from robust_style.server.client import StyleClient
+    from robust_style.server.protos.inference import grpc_service_pb2 as kpb
+    from robust_style.server.protos.inference import grpc_service_pb2_grpc as kgrpc
+    from robust_style.server.protos.robust_style.v1 import style_transfer_pb2 as pb
+    from robust_style.server.protos.robust_style.v1 import style_transfer_pb2_grpc as pb_grpc
 
+    proc, target, ready_s = served.proc, served.target, served.ready_seconds
     client = StyleClient(target)
-    if not client.wait_ready(300):
-        proc.kill()
-        raise SystemExit("server did not become ready")
-    ready_s = time.perf_counter() - t0
     rss_ready = _rss_mb(proc.pid, "VmRSS")
     style = client.list_styles()[0].name
     print(f"model {model.name}: style {style!r}; server ready in {ready_s:.2f} s, "
@@ -207,10 +207,7 @@ def main() -> int:
         rss_peak = _rss_mb(proc.pid, "VmHWM")
     finally:
         client.close()
-        proc.terminate()
-        code = proc.wait(60)
-    _report(results, ready_s, rss_ready, rss_peak, code, args, model)
-    return 0
+    return results, ready_s, rss_ready, rss_peak
 
 
 def _report(results: dict, ready_s: float, rss_ready: float, rss_peak: float, code: int,

@@ -80,49 +80,40 @@ def main() -> int:
     ap.add_argument("--serve-args", default="", help="extra `robust-style serve` options")
     args = ap.parse_args()
 
-    from robust_style.netutil import free_port  # the one helper (tests use it too)
+    from robust_style.netutil import serve_process  # the one helper (tests use it too)
     from robust_style.server.client import StyleClient
     from robust_style.video import VideoJob, stylize_video
 
-    port = free_port()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        cmd = [sys.executable, "-m", "robust_style", "serve", "--port", str(port),
-               "--metrics-port", "-1", "--http-port", "-1", *args.serve_args.split()]
+        cmd = args.serve_args.split()
         if args.model:
             models = tmp / "models"
             models.mkdir()
             (models / Path(args.model).name).symlink_to(Path(args.model).resolve())
             cmd += ["--models", str(models)]
-        server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            with StyleClient(f"127.0.0.1:{port}", timeout=600) as client:
-                if not client.wait_ready(300):
-                    raise SystemExit("server did not become ready: "
-                                     + server.stderr.read().decode()[-2000:])  # type: ignore[union-attr]
-                style = client.list_styles()[0]
-                clips = {s: frames_for(s, args.frames) for s in SIZES}
-                files = {s: write_clip(tmp / f"clip_{s[0]}x{s[1]}.mp4", clips[s]) for s in SIZES}
-                for s in SIZES:  # warm-up per size (engines may build per shape)
-                    list(client.stylize_frames(iter(clips[s][:2]), style.name))
-                results: dict[str, dict[str, list[float]]] = {
-                    f"{w}x{h}": {"stream": [], "file": []} for w, h in SIZES}
-                for r in range(args.repeats):
-                    for s in SIZES:
-                        key = f"{s[0]}x{s[1]}"
-                        t0 = time.perf_counter()
-                        n = sum(1 for _ in client.stylize_frames(iter(clips[s]), style.name))
-                        results[key]["stream"].append(n / (time.perf_counter() - t0))
-                        out = tmp / f"out_{key}_{r}.mp4"
-                        t0 = time.perf_counter()
-                        res = stylize_video(client, VideoJob(files[s], out, style.name),
-                                            progress=False)
-                        results[key]["file"].append(res.frames / (time.perf_counter() - t0))
-                        print(f"round {r + 1}: {key} stream {results[key]['stream'][-1]:.2f} "
-                              f"file {results[key]['file'][-1]:.2f} frames/s", flush=True)
-        finally:
-            server.terminate()
-            server.wait(30)
+        with serve_process(cmd, quiet=False, stdout=subprocess.DEVNULL) as server, \
+                StyleClient(server.target, timeout=600) as client:
+            style = client.list_styles()[0]
+            clips = {s: frames_for(s, args.frames) for s in SIZES}
+            files = {s: write_clip(tmp / f"clip_{s[0]}x{s[1]}.mp4", clips[s]) for s in SIZES}
+            for s in SIZES:  # warm-up per size (engines may build per shape)
+                list(client.stylize_frames(iter(clips[s][:2]), style.name))
+            results: dict[str, dict[str, list[float]]] = {
+                f"{w}x{h}": {"stream": [], "file": []} for w, h in SIZES}
+            for r in range(args.repeats):
+                for s in SIZES:
+                    key = f"{s[0]}x{s[1]}"
+                    t0 = time.perf_counter()
+                    n = sum(1 for _ in client.stylize_frames(iter(clips[s]), style.name))
+                    results[key]["stream"].append(n / (time.perf_counter() - t0))
+                    out = tmp / f"out_{key}_{r}.mp4"
+                    t0 = time.perf_counter()
+                    res = stylize_video(client, VideoJob(files[s], out, style.name),
+                                        progress=False)
+                    results[key]["file"].append(res.frames / (time.perf_counter() - t0))
+                    print(f"round {r + 1}: {key} stream {results[key]['stream'][-1]:.2f} "
+                          f"file {results[key]['file'][-1]:.2f} frames/s", flush=True)
     report = {
         "cpu": cpu_model(), "gpu": gpu_name(), "providers": list(style.providers),
         "engine": style.engine, "precision": style.precision, "engine_note": style.engine_note,

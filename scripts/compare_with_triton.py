@@ -146,22 +146,13 @@ def _wait(client: Any) -> None:
 def our_answers(python: str) -> dict[str, str]:
     import tritonclient.grpc as tc
 
-    from robust_style.netutil import free_port  # the one helper (tests use it too)
+    from robust_style.netutil import serve_process  # the one helper (tests use it too)
 
-    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.Popen([python, "-m", "robust_style", "-q", "serve", "--port", str(port),
-                             "--metrics-port", "-1", "--http-port", "-1"], env=env)
-    try:
-        client = tc.InferenceServerClient(f"127.0.0.1:{port}")
-        _wait(client)
-        while not client.is_server_ready():
-            time.sleep(0.2)
+    with serve_process(command=[python, "-m", "robust_style"], env=env) as served:
+        client = tc.InferenceServerClient(served.target)
         first = _ask(lambda: client.load_model("the-scream"))
-        return {"load the exported style": first, **probes(f"127.0.0.1:{port}", "the-scream")}
-    finally:
-        proc.terminate()
-        proc.wait(60)
+        return {"load the exported style": first, **probes(served.target, "the-scream")}
 
 
 def main() -> int:

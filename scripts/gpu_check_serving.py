@@ -8,9 +8,9 @@ Each takes the :class:`gpu_check.Run` and returns its figures (``ok``: the verdi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from robust_style.netutil import free_port, serve_process
 from robust_style.pixels import psnr
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,22 +65,21 @@ class Server:
         from robust_style.server.client import StyleClient
         from robust_style.server.protos.inference import grpc_service_pb2_grpc as kgrpc
 
-        with socket.socket() as s1, socket.socket() as s2:
-            s1.bind(("127.0.0.1", 0))
-            s2.bind(("127.0.0.1", 0))
-            self.port, self.metrics_port = s1.getsockname()[1], s2.getsockname()[1]
-        t0 = time.monotonic()
-        self.logf = (run.out / f"serve-{device}-{int(t0)}.log").open("w")
-        self.proc = subprocess.Popen(
-            [PY, "-m", "robust_style", "serve", "--models", models, "--port", str(self.port),
-             "--metrics-port", str(self.metrics_port), "--device", device, "--trt-cache-dir",
-             cache, "--poll-seconds", "0", "--max-batch", "8", *extra],
-            stdout=self.logf, stderr=subprocess.STDOUT, cwd=REPO)
-        client = StyleClient(f"127.0.0.1:{self.port}")
-        if not client.wait_ready(900):
-            self.stop()
-            raise RuntimeError(f"{device} server not ready in 900 s (see {self.logf.name})")
-        self.ready_seconds = time.monotonic() - t0
+        self.metrics_port = free_port()
+        self.logf = (run.out / f"serve-{device}-{int(time.monotonic())}.log").open("w")
+        self._stack = contextlib.ExitStack()
+        self._stack.callback(self.logf.close)
+        try:
+            served = self._stack.enter_context(serve_process(
+                ["--models", str(models), "--metrics-port", str(self.metrics_port), "--device",
+                 device, "--trt-cache-dir", str(cache), "--poll-seconds", "0", "--max-batch", "8",
+                 *extra], command=[PY, "-m", "robust_style"], quiet=False, ready_timeout=900,
+                stdout=self.logf, stderr=subprocess.STDOUT, cwd=str(REPO)))
+        except RuntimeError as e:
+            self._stack.close()
+            raise RuntimeError(f"{device} server: {e} (see {self.logf.name})") from e
+        self.proc, self.port, self.ready_seconds = served.proc, served.port, served.ready_seconds
+        client = StyleClient(served.target)
         info = client.list_styles()[0]
         self.style, self.providers = info.name, list(getattr(info, "providers", []))
         client.close()
@@ -123,12 +123,7 @@ class Server:
         return sum(used) if used else None
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.logf.close()
+        self._stack.close()
 
 
 PARITY_SHAPES = [(1, 37, 53), (1, 256, 256), (8, 256, 256), (1, 720, 1280), (1, 1080, 1920)]

@@ -16,6 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+#: The server fixtures (``model_store``, ``models_dir``, ``server``) for every test module;
+#: their helper functions (``photo``, ``encode``, ``start_server``...) are imported by name.
+pytest_plugins = ["server_fixtures"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ROBUST_STYLE_SHARED", REPO.parent / "shared"))
 VGG16_CAFFE = SHARED / "weights" / "vgg16-imagenet-caffe-features.pth"

@@ -133,7 +133,7 @@ def test_auto_picks_openvino_with_bf16_where_the_cpu_has_it(model: bytes) -> Non
 def test_bf16_failing_the_gate_falls_back_to_fp32_then_onnxruntime(
         model: bytes, caplog: pytest.LogCaptureFixture) -> None:
     # The gate set just above what bf16 reaches: bf16 is refused, OpenVINO fp32 passes.
-    bf16 = EngineSelector(EngineConfig(gate_psnr_db=0)).load(model, 64)
+    bf16 = EngineSelector(EngineConfig(precision="bf16", gate_psnr_db=0)).load(model, 64)
     assert bf16.engine.precision == "bf16"
     gate = bf16.gate_psnr_db + 0.5
     loaded = EngineSelector(EngineConfig(gate_psnr_db=gate)).load(model, 64)

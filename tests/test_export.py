@@ -204,8 +204,10 @@ def test_metadata_round_trips(fp32_export, trained: Path) -> None:
     assert props["robust_style.style_image"] == "the-scream.jpg"  # no training-machine paths
     assert props["robust_style.backbone_weights"] == "vgg16-imagenet-caffe-features.pth"
     assert props["robust_style.opset"] == "18"
-    assert json.loads(props["robust_style.net_config"]) == {"channels": [32, 64, 128],
-                                                            "num_residual": 5}
+    assert json.loads(props["robust_style.net_config"]) == {
+        "channels": [32, 64, 128], "num_residual": 5, "res_kernel": 3, "separable": False,
+        "end_kernel": 9, "upsample": "nearest"}
+    assert props["robust_style.arch"] == "johnson"
     assert props["robust_style.source_sha256"] == hashlib.sha256(
         (trained / "style_model.pt").read_bytes()).hexdigest()
     assert {o.version for o in model.opset_import if o.domain == ""} == {18}

@@ -69,3 +69,23 @@ def test_no_copies_of_the_small_helpers() -> None:
     assert literal_limits == []
     assert first_lines == [], "use robust_style.errors.first_line"
     assert dims == [], "use robust_style.contract.parse_dims"
+
+
+def test_one_port_helper_one_serve_helper_and_fixtures_through_the_conftest() -> None:
+    """Ports from netutil.free_port, serve children from netutil.serve_process, and the
+    server fixtures registered once (``pytest_plugins``), never imported by name."""
+    own_ports, own_serve, fixture_imports = [], [], []
+    for path in _python_files("tests", "scripts", "benchmarks"):
+        text = path.read_text(encoding="utf-8")
+        rel = path.relative_to(ROOT).as_posix()
+        if re.search(r"def _?free_port\(|\.bind\(\(\"127\.0\.0\.1\", 0\)\)(?!\s+\w+\.listen\(\))",
+                     text):  # a socket bound to listen (a busy port) is no copy
+            own_ports.append(rel)
+        if re.search(r"Popen\(\[[^\]]*\"serve\"", text) and rel != "tests/test_install.py":
+            own_serve.append(rel)  # test_install runs the installed command on purpose
+        for names in re.findall(r"^from server_fixtures import ([^\n]+)", text, re.M):
+            if {"model_store", "models_dir", "server"} & {n.strip() for n in names.split(",")}:
+                fixture_imports.append(rel)
+    assert own_ports == [], "use robust_style.netutil.free_port"
+    assert own_serve == [], "use robust_style.netutil.serve_process"
+    assert fixture_imports == [], "fixtures come from conftest's pytest_plugins"

@@ -11,11 +11,8 @@ from pathlib import Path
 
 import pytest
 from perf_analyzer_tool import PerfAnalyzer, find_perf_analyzer
-from server_fixtures import model_store, models_dir, server
 
 from robust_style.server.app import StyleServer
-
-__all__ = ["model_store", "models_dir", "server"]
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import grpc
 import numpy as np
 import pytest
 from pixels import assert_pixels_close
-from server_fixtures import decode, encode, model_store, models_dir, photo, server, start_server
+from server_fixtures import decode, encode, photo, start_server
 
 from robust_style.server.app import StyleServer
 from robust_style.server.batching import BatchConfig
@@ -18,8 +18,6 @@ from robust_style.server.protos.inference import grpc_service_pb2 as kpb
 from robust_style.server.protos.inference import grpc_service_pb2_grpc as kgrpc
 from robust_style.server.protos.robust_style.v1 import style_transfer_pb2 as pb
 from robust_style.server.protos.robust_style.v1 import style_transfer_pb2_grpc as pb_grpc
-
-__all__ = ["model_store", "models_dir", "server"]  # fixtures used here
 
 
 def _style(s: StyleServer) -> pb_grpc.StyleTransferStub:

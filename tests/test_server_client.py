@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from server_fixtures import decode, encode, model_store, models_dir, photo, server
+from server_fixtures import decode, encode, photo
 
 from robust_style.cli import main
+from robust_style.netutil import free_port
 from robust_style.server.app import StyleServer
 from robust_style.server.client import ClientError, StyleClient
-
-__all__ = ["model_store", "models_dir", "server"]
 
 
 def test_style_client(server: StyleServer, tmp_path: Path) -> None:
@@ -87,9 +85,7 @@ def test_stylize_command_errors(server: StyleServer, tmp_path: Path,
     assert "--style is needed; the server has: tiny, tiny2" in capsys.readouterr().err
     assert main(["stylize", str(tmp_path / "missing.jpg"), "--style", "tiny"]) == 2
     assert "no such file" in capsys.readouterr().err
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing answers there
     for argv in (["styles"], ["stylize", str(img), "--style", "tiny"]):
         assert main([*argv, "--server", f"127.0.0.1:{port}", "--timeout", "5"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
@@ -155,9 +151,7 @@ def test_verbose_flag_raises_the_log_level() -> None:
     code = ("import logging, sys\nfrom robust_style.cli import main\n"
             "main(sys.argv[1:-1] + ['styles', '--server', '127.0.0.1:' + sys.argv[-1], "
             "'--timeout', '1'])\nprint(logging.getLevelName(logging.getLogger().level))")
-    with socket.socket() as s:  # a free port: nothing answers there
-        s.bind(("127.0.0.1", 0))
-        port = str(s.getsockname()[1])
+    port = str(free_port())  # nothing answers there
     levels = [subprocess.run([sys.executable, "-c", code, *flags, port], capture_output=True,
                              text=True, timeout=60).stdout.split()[-1]
               for flags in ([], ["-v"], ["-q"])]

@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from server_fixtures import decode, encode, model_store, models_dir, photo
+from server_fixtures import decode, encode, photo
 
 from robust_style.server import dataplane
 from robust_style.server.app import ServerConfig, StyleServer
@@ -25,8 +25,6 @@ from robust_style.server.local import LocalStylizer
 from robust_style.server.protos.inference import grpc_service_pb2 as kpb
 from robust_style.server.protos.inference import grpc_service_pb2_grpc as kgrpc
 from robust_style.server.registry import RegistryConfig
-
-__all__ = ["model_store", "models_dir"]
 
 
 def test_three_doors_one_data_plane_same_pixels(models_dir: Path,

@@ -15,12 +15,10 @@ import numpy as np
 import pytest
 from perf_analyzer_tool import find_perf_analyzer
 from pixels import assert_pixels_close
-from server_fixtures import decode, encode, model_store, models_dir, photo, start_server
+from server_fixtures import decode, encode, photo, start_server
 
 from robust_style.server.app import StyleServer
 from robust_style.server.dataplane import Limits
-
-__all__ = ["model_store", "models_dir"]
 
 tc = pytest.importorskip("tritonclient.http")
 tcg = pytest.importorskip("tritonclient.grpc")

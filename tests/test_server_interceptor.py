@@ -7,7 +7,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from server_fixtures import encode, model_store, models_dir, photo, server, start_server
+from server_fixtures import encode, photo, start_server
 
 from robust_style.server.app import StyleServer
 from robust_style.server.metrics import Metrics
@@ -15,8 +15,6 @@ from robust_style.server.protos.inference import grpc_service_pb2 as kpb
 from robust_style.server.protos.inference import grpc_service_pb2_grpc as kgrpc
 from robust_style.server.protos.robust_style.v1 import style_transfer_pb2 as pb
 from robust_style.server.protos.robust_style.v1 import style_transfer_pb2_grpc as pb_grpc
-
-__all__ = ["model_store", "models_dir", "server"]  # fixtures used here
 
 
 def _requests(metrics: Metrics) -> dict[tuple[str, str, str, str], float]:

@@ -15,23 +15,16 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from server_fixtures import encode, model_store, models_dir, photo, server, start_server
+from server_fixtures import encode, photo, start_server
 
 from robust_style.cli import main
+from robust_style.netutil import free_port, serve_process
 from robust_style.server.app import StyleServer
 from robust_style.server.client import ClientError, StyleClient
 from robust_style.server.protos.robust_style.v1 import style_transfer_pb2 as pb
 from robust_style.server.protos.robust_style.v1 import style_transfer_pb2_grpc as pb_grpc
 
-__all__ = ["model_store", "models_dir", "server"]
-
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 PROBE = r"""
@@ -53,14 +46,14 @@ def probe():
         os.kill(os.getpid(), signal.SIGTERM)
 
 threading.Thread(target=probe, daemon=True).start()
-sys.exit(main(["serve", "--models", models, "--port", str(port), "--metrics-port", "-1", "--http-port", "-1"]))
+sys.exit(main(["serve", "--models", models, "--port", str(port), "--metrics-port", "-1"]))
 """
 
 
 def test_server_process_never_imports_torch(models_dir: Path, tmp_path: Path) -> None:
     image = tmp_path / "cat.png"
     image.write_bytes(encode(photo("chelsea", 64)))
-    proc = subprocess.run([sys.executable, "-c", PROBE, str(models_dir), str(_free_port()),
+    proc = subprocess.run([sys.executable, "-c", PROBE, str(models_dir), str(free_port()),
                            str(image)], capture_output=True, text=True, timeout=300, env=ENV)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "TORCH_MODULES []" in proc.stdout, proc.stdout + proc.stderr[-2000:]
@@ -68,14 +61,10 @@ def test_server_process_never_imports_torch(models_dir: Path, tmp_path: Path) ->
 
 
 def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(models_dir: Path) -> None:
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "robust_style", "serve", "--models",
-                             str(models_dir), "--port", str(port), "--metrics-port", "-1", "--http-port", "-1",
-                             "--log-json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    try:
-        client = StyleClient(f"127.0.0.1:{port}")
-        assert client.wait_ready(120)
+    with serve_process(["--models", str(models_dir), "--log-json"], quiet=False,
+                       ready_timeout=120, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       env=ENV) as served:
+        proc = served.proc
         frames: queue.Queue = queue.Queue()
         end = object()
 
@@ -83,7 +72,7 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(models_dir: Path)
             while (item := frames.get()) is not end:
                 yield item
 
-        stub = pb_grpc.StyleTransferStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+        stub = pb_grpc.StyleTransferStub(grpc.insecure_channel(served.target))
         png = encode(photo("astronaut", 64))
         frames.put(pb.StylizeRequest(style="tiny", image=png, id="0"))
         responses = stub.StylizeStream(requests(), timeout=120)
@@ -95,11 +84,7 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(models_dir: Path)
         rest = list(responses)
         assert [r.id for r in (first, *rest)] == ["0", "1", "2"]
         assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    err = proc.stderr.read()
+    err = proc.stderr.read().decode()
     assert "Traceback" not in err
     logs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     messages = [rec["message"] for rec in logs]
@@ -108,11 +93,11 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(models_dir: Path)
 
 
 def test_serve_without_models_is_a_one_line_error(tmp_path: Path, capsys) -> None:
-    assert main(["serve", "--models", str(tmp_path), "--port", "0", "--metrics-port", "-1", "--http-port", "-1"]) == 2
+    assert main(["serve", "--models", str(tmp_path), "--port", "0", "--metrics-port", "-1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no style models" in err[0] and "--allow-empty" in err[0]
     (tmp_path / "bad.onnx").write_bytes(b"nope")
-    assert main(["serve", "--models", str(tmp_path), "--port", "0", "--metrics-port", "-1", "--http-port", "-1"]) == 2
+    assert main(["serve", "--models", str(tmp_path), "--port", "0", "--metrics-port", "-1"]) == 2
     assert "could be loaded" in capsys.readouterr().err.strip().splitlines()[-1]
     assert main(["serve", "--models", str(tmp_path / "missing")]) == 2
 
@@ -146,21 +131,9 @@ def test_tls_and_bearer_token(models_dir: Path, tmp_path: Path) -> None:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     cert, key = _self_signed(tmp_path)
-    s = start_server(models_dir, tls_cert=cert, tls_key=key, auth_token="s3cret", http_port=0)
+    s = start_server(models_dir, tls_cert=cert, tls_key=key, auth_token="s3cret")
     target = f"localhost:{s.port}"
     try:
-        # the HTTP door: HTTPS with the same certificate, the same token
-        import httpx
-
-        with httpx.Client(base_url=f"https://localhost:{s.http_port}",
-                          verify=str(cert)) as h:
-            r = h.get("/v1/styles", headers={"Authorization": "Bearer s3cret"})
-            assert [st["name"] for st in r.json()["styles"]] == ["tiny", "tiny2"]
-            assert h.get("/v1/styles").status_code == 401
-            assert h.get("/v2/health/ready").status_code == 200
-        with httpx.Client(base_url=f"http://localhost:{s.http_port}") as h, \
-                pytest.raises(httpx.HTTPError):
-            h.get("/v2/health/ready")  # plaintext is refused
         with StyleClient(target, root_cert=cert.read_bytes(), token="s3cret") as client:
             assert [st.name for st in client.list_styles()] == ["tiny", "tiny2"]
             assert client.stylize(encode(photo("coffee", 40)), "tiny").width == 40
@@ -232,7 +205,7 @@ def test_metrics_speak_openmetrics_when_asked(server: StyleServer) -> None:
 
 def test_bad_workers_and_busy_metrics_port_are_one_line_errors(
         models_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    base = ["serve", "--models", str(models_dir), "--port", "0", "--http-port", "-1"]
+    base = ["serve", "--models", str(models_dir), "--port", "0"]
     assert main([*base, "--metrics-port", "-1", "--workers", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--workers" in err[0]
@@ -278,3 +251,10 @@ def test_trt_engine_cache_defaults_to_the_xdg_cache(tmp_path: Path,
     assert cfg.registry.engine.providers.trt_cache_dir == str(Path.home() / ".cache/robust-style/trt")
     off = build_parser().parse_args(["serve", "--trt-cache-dir", ""])
     assert _config(off, tmp_path).registry.engine.providers.trt_cache_dir == ""
+
+
+def test_serve_process_reports_a_server_that_exits_instead_of_hanging(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="exited with code 2"), \
+            serve_process(["--models", str(tmp_path)], ready_timeout=120,
+                          stderr=subprocess.DEVNULL):
+        pass

@@ -10,12 +10,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from server_fixtures import decode, encode, model_store, photo, start_server
+from server_fixtures import decode, encode, photo, start_server
 
 from robust_style.server.protos.robust_style.v1 import style_transfer_pb2 as pb
 from robust_style.server.protos.robust_style.v1 import style_transfer_pb2_grpc as pb_grpc
-
-__all__ = ["model_store"]
 
 
 def _replace(src: Path, dst: Path) -> None:

@@ -15,14 +15,12 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from server_fixtures import model_store, models_dir, photo, server, start_server
+from server_fixtures import photo, start_server
 
 from robust_style.server.app import StyleServer
 from robust_style.server.kserve.service import EXTENSIONS
 from robust_style.server.protos.inference import grpc_service_pb2 as kpb
 from robust_style.server.protos.inference import grpc_service_pb2_grpc as kpb_grpc
-
-__all__ = ["model_store", "models_dir", "server"]
 
 tc = pytest.importorskip("tritonclient.grpc")
 from tritonclient.grpc import model_config_pb2 as mc  # noqa: E402

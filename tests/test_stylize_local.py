@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from pixels import assert_pixels_close
-from server_fixtures import decode, encode, model_store, models_dir, photo
+from server_fixtures import decode, encode, photo
 
 from robust_style.cli import main
 from robust_style.server.app import ServerConfig, StyleServer
@@ -21,8 +21,6 @@ from robust_style.server.batching import BatchConfig
 from robust_style.server.client import StyleClient
 from robust_style.server.engines import EngineConfig
 from robust_style.server.registry import RegistryConfig
-
-__all__ = ["model_store", "models_dir"]
 
 FP32_ORT = ["--engine", "onnxruntime", "--precision", "fp32"]
 

@@ -293,8 +293,9 @@ def test_registry_counts_tensorrt_fallbacks_per_style(tmp_path) -> None:
     try:
         registry.scan()
         model, _ = registry.get("ident")
-        model.engine.on_fallback((1, 5000, 9))
-        model.engine.on_fallback((1, 5000, 9))
+        inner = model.engine.inner  # the budget's wrapper hands the listener to its engine
+        inner.on_fallback((1, 5000, 9))
+        inner.on_fallback((1, 5000, 9))
         assert metrics.trt_fallbacks.values[(("style", "ident"),)] == 2
         assert 'robust_style_trt_fallback_total{style="ident"} 2' in metrics.render()
     finally:

@@ -10,15 +10,13 @@ import av
 import numpy as np
 import pytest
 from PIL import Image, ImageSequence
-from server_fixtures import model_store, models_dir, photo, server, start_server
+from server_fixtures import photo, start_server
 
 from robust_style.cli import main
 from robust_style.errors import UserError
 from robust_style.server.app import StyleServer
 from robust_style.server.client import StyleClient
 from robust_style.video import VideoJob, open_source, stylize_video
-
-__all__ = ["model_store", "models_dir", "server"]
 
 W, H, FPS, N = 96, 64, Fraction(24), 12
 

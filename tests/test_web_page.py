@@ -23,13 +23,11 @@ import numpy as np
 import pytest
 from conftest import ci_enforces_shared
 from pixels import assert_pixels_close
-from server_fixtures import decode, encode, model_store, photo, start_server
+from server_fixtures import decode, encode, photo, start_server
 
 from robust_style.cli.cmd_serve import default_models_dir
 from robust_style.pixels import psnr
 from robust_style.server.app import StyleServer
-
-__all__ = ["model_store"]
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.by import By  # noqa: E402

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from helpers_checkpoints import madry_state_dict, random_resnet50
 
 from robust_style.cli import main
 from robust_style.errors import UserError
+from robust_style.netutil import free_port
 from robust_style.perceptual.weights import resolve_backbone
 from robust_style.perceptual.weights.registry import load_registry
 
@@ -149,12 +149,6 @@ def _error_line(err: str) -> str:
     lines = [ln for ln in err.splitlines() if ln.startswith("robust-style: error:")]
     assert len(lines) == 1, err
     return lines[0]
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_download_with_progress_and_sha256_match(tmp_path: Path, server: _Server,
@@ -302,7 +296,7 @@ def test_server_ignoring_range_restarts_cleanly(tmp_path: Path, server: _Server,
 
 
 def test_server_down_gives_one_clear_line(tmp_path: Path, capsys) -> None:
-    url = f"http://127.0.0.1:{_closed_port()}/imagenet_l2_3_0.pt"
+    url = f"http://127.0.0.1:{free_port()}/imagenet_l2_3_0.pt"
     reg = _registry(tmp_path, _entry(NAME, [url], sha=None, size=None))
     assert _cli(tmp_path / "home", reg, "download", NAME, "--no-progress") == 2
     line = _error_line(capsys.readouterr().err)
@@ -330,7 +324,7 @@ def test_http_errors_fall_through_to_the_next_url(tmp_path: Path, server: _Serve
 
 def test_url_override_for_mirrors(tmp_path: Path, server: _Server, madry_ckpt: Path) -> None:
     server.state.files["/mirror.pt"] = madry_ckpt
-    dead = f"http://127.0.0.1:{_closed_port()}/x.pt"
+    dead = f"http://127.0.0.1:{free_port()}/x.pt"
     reg = _registry(tmp_path, _entry(NAME, [dead], sha=_sha(madry_ckpt), size=None))
     home = tmp_path / "home"
     assert _cli(home, reg, "download", NAME, "--no-progress", "--url", server.url("/mirror.pt")) == 0

@@ -76,6 +76,7 @@ META_KEYS = (
     "tensor_convention",
     "precision",
     "description",
+    "arch",
 )
 
 
@@ -95,6 +96,9 @@ class StyleMetadata:
     tensor_convention: str = TENSOR_CONVENTION
     precision: str = "fp32"
     description: str = ""
+    #: The network's architecture preset (``johnson``, ``quarter``, ...; docs/realtime.md);
+    #: empty in files made before presets existed (those are ``johnson``).
+    arch: str = ""
 
     def to_props(self) -> dict[str, str]:
         """Metadata as ONNX ``metadata_props`` (prefixed string keys and values)."""
@@ -140,6 +144,7 @@ def parse_metadata(props: Mapping[str, str], default_name: str = "") -> StyleMet
         tensor_convention=get.get("tensor_convention", TENSOR_CONVENTION),
         precision=get.get("precision", "fp32"),
         description=get.get("description", ""),
+        arch=get.get("arch", ""),
     )
 
 

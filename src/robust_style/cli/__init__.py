@@ -32,7 +32,7 @@ log = logging.getLogger("robust_style")
 
 #: Top-level module -> the extra of pyproject.toml that installs it.
 EXTRA_OF_MODULE: dict[str, str] = {
-    "torch": "train", "torchvision": "train", "onnx": "train", "onnxscript": "train",
+    "torch": "train", "torchvision": "train", "onnxscript": "train",
     "onnxconverter_common": "train", "lpips": "train", "h5py": "train",
     "cv2": "train",
     "robustness": "robustness", "cox": "robustness", "matplotlib": "plots",

@@ -59,9 +59,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--engine", choices=["auto", "onnxruntime", "openvino"], default="auto",
                    help="inference engine; auto = ONNX Runtime on a usable GPU, else OpenVINO "
                    "(else ONNX Runtime's CPU provider)")
-    g.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+    g.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], default="auto",
                    help="auto = bf16 on OpenVINO where the CPU has bf16 arithmetic (AVX-512 "
-                   "BF16, AMX), fp32 otherwise; every reduced precision must pass the "
+                   "BF16, AMX), fp32 otherwise, and int8 (NNCF, where installed) only where "
+                   "it is faster than those; every reduced precision must pass the "
                    "accuracy gate at load")
     g.add_argument("--accuracy-gate-db", type=float, default=45.0,
                    help="refuse an engine/precision whose warm-up output is below this PSNR "
@@ -97,6 +98,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="gRPC worker threads = concurrent RPCs; beyond them gRPC answers "
                    "RESOURCE_EXHAUSTED (default: --max-queue + 32)")
     lim = p.add_argument_group("limits")
+    lim.add_argument("--memory-budget", default=None, metavar="SIZE",
+                     help="memory the server may use, e.g. 4G or 3500M (binary units; "
+                     "'none' = unbounded). Default: the machine's memory or the cgroup limit, "
+                     "whichever is smaller, less 10%%. Images that do not fit run tiled "
+                     "(same output), requests wait for memory, idle styles are evicted")
     lim.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
                      help="largest image (width x height), checked before decoding")
     lim.add_argument("--max-message-mb", type=float, default=64.0,
@@ -156,7 +162,8 @@ def _config(args: argparse.Namespace, models: Path):
     engine = EngineConfig(engine=args.engine, precision=args.precision,
                           gate_psnr_db=args.accuracy_gate_db, providers=providers)
     registry = RegistryConfig(models_dir=models, engine=engine, batch=batch,
-                              poll_seconds=args.poll_seconds, warmup_side=args.warmup_side)
+                              poll_seconds=args.poll_seconds, warmup_side=args.warmup_side,
+                              memory_budget=_memory_budget(args.memory_budget))
     return ServerConfig(
         registry=registry, host=args.host, port=args.port,
         limits=Limits(max_pixels=args.max_pixels),
@@ -168,6 +175,23 @@ def _config(args: argparse.Namespace, models: Path):
         cors_origins=tuple(args.cors_origin),
         auth_token=args.auth_token or os.environ.get(TOKEN_ENV) or None,
         grace_seconds=args.grace)
+
+
+def _memory_budget(text: str | None) -> int:
+    """``--memory-budget`` as RegistryConfig.memory_budget (0 = default, -1 = none)."""
+    from robust_style.server.memory import parse_size
+
+    if text is None:
+        return 0
+    if text.strip().lower() == "none":
+        return -1
+    try:
+        value = parse_size(text)
+    except ValueError as exc:
+        raise UserError(f"--memory-budget: {exc}") from None
+    if value <= 0:
+        raise UserError(f"--memory-budget must be positive, got {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -194,6 +218,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"cannot start the server: {exc}") from None
     if not server.ready() and not args.allow_empty:
         server.stop(0)
+        too_small = [m.reason for m in server.registry.index() if "too small" in m.reason]
+        if too_small:
+            raise UserError(too_small[0])
         raise UserError(f"none of the {len(files)} model file(s) in {models} could be loaded "
                         "(see the log above)")
     return serve_until_signal(server)

@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 from robust_style.cli.options import add_trust_checkpoint
+from robust_style.transformer_net.arch import ARCH_PRESETS
 
 __all__ = ["register"]
 
@@ -18,7 +19,7 @@ _FIELDS = (
     "style_weight", "tv_weight", "style_layers", "content_layer", "pooling", "seed", "device",
     "precision", "workers", "checkpoint_interval", "sample_interval", "log_interval",
     "keep_checkpoints", "sample_image", "compile", "channels_last", "temporal_weight",
-    "init_from",
+    "init_from", "arch",
 )
 
 
@@ -93,6 +94,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--temporal-weight", type=float, metavar="W",
                    help="weight of the temporal-stability regulariser (Wang et al. 2020: "
                    "stylise(warp(x) + noise) vs warp(stylise(x))); 0 = off (default)")
+    p.add_argument("--arch", metavar="NAME",
+                   help="network architecture preset: " + ", ".join(ARCH_PRESETS) +
+                   " (default johnson: Johnson et al. 2016; the others are smaller and "
+                   "faster, docs/realtime.md)")
     p.add_argument("--init-from", metavar="RUN_OR_MODEL",
                    help="start from this style network's weights (run folder, .pt, or an "
                    "exported .onnx) to fine-tune it; the optimiser starts fresh")

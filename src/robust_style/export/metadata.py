@@ -21,6 +21,7 @@ from robust_style import __version__
 from robust_style.contract import NAME_PATTERN, StyleMetadata
 from robust_style.errors import UserError
 from robust_style.fileio import sha256_file
+from robust_style.transformer_net.arch import TransformerNetConfig, arch_name
 
 __all__ = ["EXTRA_KEYS", "NAME_PATTERN", "build_metadata", "check_name", "default_name"]
 
@@ -88,6 +89,8 @@ def build_metadata(meta: Mapping[str, Any], *, name: str, precision: str, opset:
         created=created or _utc_now(),
         precision=precision,
         description=description,
+        # The preset's name (docs/realtime.md), or "custom".
+        arch=arch_name(TransformerNetConfig.from_dict(dict(net_config))),
     )
     extra = {
         "trained_at": str(meta.get("created") or ""),

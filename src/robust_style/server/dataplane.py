@@ -4,7 +4,10 @@ The own API (:mod:`.style_api`), KServe (:mod:`.kserve`) and local ``stylize --m
 (:mod:`robust_style.server.local`) translate their messages into calls of one
 :class:`DataPlane`: style lookup, request limits, the style's batcher, post-processing and
 encoding (images only; KServe tensors are answered raw), timing and Triton-style
-statistics. ``served`` counts images per front door (``door``).
+statistics. ``served`` counts images per front door (``door``). Under a memory budget
+(:mod:`robust_style.server.memory`) every run goes through the style's
+:class:`~robust_style.server.memory.BudgetedEngine`: untiled when it fits, else exactly tiled
+(:mod:`robust_style.server.tiling`), admitted against the budget in the batcher's queue.
 """
 
 from __future__ import annotations
@@ -148,6 +151,7 @@ class DataPlane:
                options: ImageOptions, door: str, start: float, deadline: float | None,
                is_active: Callable[[], bool] | None) -> Pending:
         decode_ms = (time.monotonic() - start) * 1000
+        self.check_memory(model, 1, *content.shape[:2])
         future = batcher.submit(model, content[None], deadline, is_active)
         return Pending(model, content, options, door, start, decode_ms, future)
 
@@ -194,6 +198,7 @@ class DataPlane:
         model, batcher = self.lookup(name, version)
         try:
             batch = parse(model)
+            self.check_memory(model, *batch.shape[:3])
             parsed = time.monotonic_ns()
             result = batcher.submit(model, batch, deadline, is_active).result()
             answered = time.monotonic_ns()
@@ -206,6 +211,15 @@ class DataPlane:
                               parsed - start, int(result.inference_seconds * 1e9), end - answered)
         self._count(door, int(batch.shape[0]))
         return Inferred(model, y)
+
+    @staticmethod
+    def check_memory(model: StyleModel, n: int, h: int, w: int) -> None:
+        """Refuse now (:class:`~robust_style.server.memory.MemoryTooSmall`, answered
+        RESOURCE_EXHAUSTED) a batch the memory budget can never run, tiled or not; one that
+        fits later waits in the queue for its memory."""
+        check = getattr(model.engine, "check", None)
+        if check is not None:
+            check(n, h, w)
 
     def _count(self, door: str, n: int) -> None:
         with self._count_lock:

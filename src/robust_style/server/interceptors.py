@@ -29,6 +29,7 @@ from robust_style.server.errors import (
     StyleNotFound,
     TooManyImages,
 )
+from robust_style.server.memory import MemoryTooSmall
 from robust_style.server.metrics import Metrics
 
 __all__ = ["status_of", "deadline_of", "StatusInterceptor", "AuthInterceptor", "APIS",
@@ -50,7 +51,8 @@ _STATUSES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (StyleNotFound, _S.NOT_FOUND), (InvalidRequest, _S.INVALID_ARGUMENT),
     (TooManyImages, _S.RESOURCE_EXHAUSTED), (ImageTooLarge, _S.RESOURCE_EXHAUSTED),
     (ImageError, _S.INVALID_ARGUMENT), (StyleRemoved, _S.NOT_FOUND),
-    (QueueFull, _S.RESOURCE_EXHAUSTED), (DeadlineExpired, _S.DEADLINE_EXCEEDED))
+    (QueueFull, _S.RESOURCE_EXHAUSTED), (DeadlineExpired, _S.DEADLINE_EXCEEDED),
+    (MemoryTooSmall, _S.RESOURCE_EXHAUSTED))
 
 
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:

@@ -23,6 +23,7 @@ from robust_style.server.batching import BatchConfig
 from robust_style.server.client import StyleInfo, StylizeBackend, StylizeResult
 from robust_style.server.dataplane import DataPlane, ImageOptions, Limits
 from robust_style.server.engines import EngineConfig
+from robust_style.server.memory import available_memory
 from robust_style.server.registry import LoadError, ModelRegistry, RegistryConfig
 
 __all__ = ["LocalStylizer"]
@@ -37,12 +38,15 @@ class LocalStylizer(StylizeBackend):
     """Style models of ``path`` (a ``.onnx`` file or a folder of them), run in-process.
 
     A :class:`~robust_style.server.client.StylizeBackend`, as :class:`StyleClient` is.
+    ``memory_budget`` (bytes; 0 = what the machine has free, -1 = none): a photo too large
+    for it runs tiled, with the same output (:mod:`robust_style.server.memory`).
     """
 
     where = "--model"
 
     def __init__(self, path: Path, engine: EngineConfig | None = None,
-                 max_pixels: int = MAX_PIXELS, warmup_side: int = 128) -> None:
+                 max_pixels: int = MAX_PIXELS, warmup_side: int = 128,
+                 memory_budget: int = 0) -> None:
         path = Path(path).expanduser()
         folder = path if path.is_dir() else path.parent
         if not path.exists():
@@ -51,7 +55,8 @@ class LocalStylizer(StylizeBackend):
             raise UserError(f"{path} is not an ONNX style model (.onnx)")
         config = RegistryConfig(models_dir=folder, engine=engine or EngineConfig(),
                                 batch=BatchConfig(max_batch=1), poll_seconds=0.0,
-                                warmup_side=warmup_side)
+                                warmup_side=warmup_side,
+                                memory_budget=memory_budget or available_memory())
         self.max_pixels = max_pixels
         self.registry = ModelRegistry(config)
         self.plane = DataPlane(self.registry, Limits(max_pixels=max_pixels))

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from robust_style.errors import UserError
+from robust_style.transformer_net.arch import TransformerNetConfig, arch_preset
 
 __all__ = ["TrainConfig", "DEFAULT_LOSS_WEIGHTS", "AUTO", "PRECISIONS"]
 
@@ -86,8 +87,9 @@ class TrainConfig:
     log_interval: int = 10
     keep_checkpoints: int = 3
     sample_image: str | None = None
-    net_channels: tuple[int, int, int] = (32, 64, 128)
-    net_residual: int = 5
+    arch: str = "johnson"
+    net_channels: tuple[int, int, int] | None = None
+    net_residual: int | None = None
     compile: str = "auto"
     channels_last: bool = True
     temporal_weight: float = 0.0
@@ -120,6 +122,7 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise UserError(message)
+        self.net_config()  # an unknown --arch is a one-line error here
         for name in ("content_weight", "style_weight", "tv_weight"):
             v = getattr(self, name)
             if v is not None and v != AUTO and (not isinstance(v, (int, float)) or v < 0):
@@ -127,6 +130,17 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def net_config(self) -> TransformerNetConfig:
+        """The network to train: the ``arch`` preset, with ``net_channels`` and
+        ``net_residual`` replacing its widths and block count where given (a config
+        saved before presets existed has both, and no ``arch``: Johnson's network)."""
+        net = arch_preset(self.arch)
+        if self.net_channels is not None:
+            net = net.replace(channels=tuple(self.net_channels))
+        if self.net_residual is not None:
+            net = net.replace(num_residual=self.net_residual)
+        return net
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:

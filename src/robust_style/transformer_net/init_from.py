@@ -10,6 +10,7 @@ every training option comes from the new command line.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -18,8 +19,9 @@ from typing import Any
 import torch
 
 from robust_style.errors import UserError
+from robust_style.transformer_net.arch import TransformerNetConfig
 from robust_style.transformer_net.artifact import load_style_model
-from robust_style.transformer_net.model import TransformerNet, TransformerNetConfig
+from robust_style.transformer_net.model import TransformerNet
 
 __all__ = ["load_initial_net"]
 
@@ -50,7 +52,7 @@ def _from_onnx(path: Path) -> TransformerNet:
     except Exception as exc:
         raise UserError(f"--init-from: cannot read {path} as ONNX: {exc}") from None
     inits = {i.name: i for i in model.graph.initializer}
-    net_config = _architecture(path, inits)
+    net_config = _architecture(path, inits, {p.key: p.value for p in model.metadata_props})
     net = TransformerNet(net_config)
     # Equal initializers are stored once (e.g. untrained norms, all ones): the norm
     # parameters are found through the InstanceNormalization nodes, in network order.
@@ -75,8 +77,17 @@ def _from_onnx(path: Path) -> TransformerNet:
     return net.eval()
 
 
-def _architecture(path: Path, inits: dict[str, Any]) -> TransformerNetConfig:
-    """Channels and residual-block count from the initializer names and shapes."""
+def _architecture(path: Path, inits: dict[str, Any],
+                  props: dict[str, str] | None = None) -> TransformerNetConfig:
+    """The architecture recorded in the file's metadata (``robust_style.net_config``);
+    in a file without it, channels and residual-block count from the initializer names
+    and shapes (such files predate the presets: Johnson's network otherwise)."""
+    recorded = (props or {}).get("robust_style.net_config")
+    if recorded:
+        try:
+            return TransformerNetConfig.from_dict(json.loads(recorded))
+        except (ValueError, TypeError, AttributeError):
+            raise UserError(f"{path}: unreadable robust_style.net_config metadata") from None
     try:
         channels = tuple(int(inits[f"encoder.{i}.0.1.weight"].dims[0]) for i in range(3))
     except KeyError:

@@ -18,32 +18,14 @@ exactly the input's height and width, odd sizes included. The smallest side acce
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from robust_style import contract
+from robust_style.transformer_net.arch import TransformerNetConfig
 
 __all__ = ["TransformerNet", "TransformerNetConfig"]
-
-
-@dataclass(frozen=True)
-class TransformerNetConfig:
-    """Architecture of the network (Johnson et al. 2016, supplementary Table 1)."""
-
-    channels: tuple[int, int, int] = (32, 64, 128)
-    num_residual: int = 5
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TransformerNetConfig:
-        return cls(channels=tuple(data.get("channels", (32, 64, 128))),
-                   num_residual=int(data.get("num_residual", 5)))
 
 
 def _keep_format(y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -95,16 +77,33 @@ class _ConvNormReLU(_Layers):
         )
 
 
-class _ResidualBlock(nn.Module):
-    """Two 3x3 conv + IN layers with an identity shortcut (He et al. 2016)."""
+class _SeparableConvLayer(_Layers):
+    """Depthwise ``kernel``² then pointwise 1x1 (Howard et al. 2017, MobileNets)."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, kernel: int) -> None:
+        super().__init__(
+            nn.ReflectionPad2d(kernel // 2),
+            nn.Conv2d(channels, channels, kernel, groups=channels),
+            nn.Conv2d(channels, channels, 1),
+        )
+
+
+class _ResidualBlock(nn.Module):
+    """Two conv + IN layers with an identity shortcut (He et al. 2016): dense 3x3 as
+    in Johnson et al., or depthwise-separable ``kernel``² (``separable``)."""
+
+    def __init__(self, channels: int, separable: bool = False, kernel: int = 3) -> None:
         super().__init__()
+
+        def conv() -> nn.Module:
+            return (_SeparableConvLayer(channels, kernel) if separable
+                    else _ConvLayer(channels, channels, kernel))
+
         self.body = _Layers(
-            _ConvLayer(channels, channels, 3),
+            conv(),
             nn.InstanceNorm2d(channels, affine=True),
             nn.ReLU(inplace=True),
-            _ConvLayer(channels, channels, 3),
+            conv(),
             nn.InstanceNorm2d(channels, affine=True),
         )
 
@@ -113,20 +112,24 @@ class _ResidualBlock(nn.Module):
 
 
 class _Upsample(nn.Module):
-    """Nearest-neighbour x2 upsampling, then a convolution (Odena et al. 2016)."""
+    """x2 upsampling (nearest by default), then a convolution (Odena et al. 2016)."""
 
-    def __init__(self, cin: int, cout: int) -> None:
+    def __init__(self, cin: int, cout: int, mode: str = "nearest") -> None:
         super().__init__()
+        self.mode = mode
         self.conv = _ConvNormReLU(cin, cout, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        if self.mode == "nearest":
+            return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode=self.mode, align_corners=False))
 
 
 class TransformerNet(nn.Module):
     """Feed-forward style network: ``[0,1]`` RGB NCHW in, ``[0,1]`` RGB out, same size.
 
-    About 1.68M parameters with the default configuration.
+    About 1.68M parameters with the default configuration; smaller ones are named in
+    :data:`robust_style.transformer_net.arch.ARCH_PRESETS`.
     """
 
     #: The network downsamples twice by 2; inputs are padded to a multiple of this.
@@ -137,17 +140,19 @@ class TransformerNet(nn.Module):
     def __init__(self, config: TransformerNetConfig | None = None) -> None:
         super().__init__()
         self.config = config or TransformerNetConfig()
-        c1, c2, c3 = self.config.channels
+        cfg = self.config
+        c1, c2, c3 = cfg.channels
         self.encoder = nn.Sequential(
-            _ConvNormReLU(3, c1, 9),
+            _ConvNormReLU(3, c1, cfg.end_kernel),
             _ConvNormReLU(c1, c2, 3, stride=2),
             _ConvNormReLU(c2, c3, 3, stride=2),
         )
-        self.residuals = nn.Sequential(*[_ResidualBlock(c3) for _ in range(self.config.num_residual)])
+        self.residuals = nn.Sequential(*[_ResidualBlock(c3, cfg.separable, cfg.res_kernel)
+                                         for _ in range(cfg.num_residual)])
         self.decoder = nn.Sequential(
-            _Upsample(c3, c2),
-            _Upsample(c2, c1),
-            _ConvLayer(c1, 3, 9),
+            _Upsample(c3, c2, cfg.upsample),
+            _Upsample(c2, c1, cfg.upsample),
+            _ConvLayer(c1, 3, cfg.end_kernel),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from PIL import Image
@@ -17,13 +17,20 @@ from PIL import Image
 from robust_style.fileio import atomic_write_text
 from robust_style.imageio import save_image
 from robust_style.transformer_net.artifact import CHECKPOINT_DIR, STYLE_MODEL_FILE, save_style_model
-from robust_style.transformer_net.config import TrainConfig
 from robust_style.transformer_net.resume import get_rng
 from robust_style.transformer_net.samples import make_grid, tensor_to_image
 
-__all__ = ["RunFiles"]
+__all__ = ["RunConfig", "RunFiles"]
 
 log = logging.getLogger(__name__)
+
+
+class RunConfig(Protocol):
+    """What a run's config must offer (:class:`TrainConfig`, ``DistillConfig``)."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    def to_json(self) -> str: ...
 
 
 class RunFiles:
@@ -47,11 +54,11 @@ class RunFiles:
             stale.unlink(missing_ok=True)
         (self.run / "samples").mkdir(exist_ok=True)
 
-    def _meta(self, step: int, config: TrainConfig) -> dict[str, Any]:
+    def _meta(self, step: int, config: RunConfig) -> dict[str, Any]:
         return {**self.meta, "steps": step, "config": config.to_dict(),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
-    def save_checkpoint(self, step: int, config: TrainConfig, net: torch.nn.Module,
+    def save_checkpoint(self, step: int, config: RunConfig, net: torch.nn.Module,
                         training_state: dict[str, Any]) -> Path:
         """``checkpoints/step-N.pt``: the network, ``training_state`` (optimizer, scaler,
         samples seen) and the RNG states; older checkpoints beyond the kept ones go."""
@@ -73,7 +80,7 @@ class RunFiles:
         grid = make_grid([tensor_to_image(self.sample_x), self.style_image, out])
         save_image(grid, self.run / "samples" / f"step-{step:08d}-grid.png")
 
-    def save_final(self, step: int, config: TrainConfig, net: torch.nn.Module) -> Path:
+    def save_final(self, step: int, config: RunConfig, net: torch.nn.Module) -> Path:
         """``style_model.pt`` (what ``export`` reads) and ``config.json``."""
         path = self.run / STYLE_MODEL_FILE
         save_style_model(path, net, self._meta(step, config))

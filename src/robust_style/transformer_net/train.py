@@ -45,6 +45,7 @@ from robust_style.imageio import load_rgb
 from robust_style.perceptual import PerceptualLoss, build_loss_network
 from robust_style.perceptual.backbones import backbone_spec
 from robust_style.perceptual.weights import file_sha256, resolve_backbone
+from robust_style.transformer_net.arch import ARCH_PRESETS
 from robust_style.transformer_net.artifact import STYLE_MODEL_FILE, latest_checkpoint
 from robust_style.transformer_net.config import TrainConfig
 from robust_style.transformer_net.data import (
@@ -55,7 +56,7 @@ from robust_style.transformer_net.data import (
 )
 from robust_style.transformer_net.fastpath import compile_step, to_channels_last, wants_compile
 from robust_style.transformer_net.init_from import load_initial_net
-from robust_style.transformer_net.model import TransformerNet, TransformerNetConfig
+from robust_style.transformer_net.model import TransformerNet
 from robust_style.transformer_net.resume import (
     check_same_inputs,
     load_resume_state,
@@ -186,11 +187,18 @@ class _Trainer:
             config.content_layer or default_content_layer)
         if config.init_from and state is None:  # fine-tuning: start from its weights
             self.net = load_initial_net(config.init_from, trust=config.trust_checkpoint).to(device)
-            self.config = config = config.replace(net_channels=self.net.config.channels,
-                                                  net_residual=self.net.config.num_residual)
+            net_config = self.net.config
+            # The preset it is, up to widths and block count (kept as overrides).
+            arch = next((n for n, p in ARCH_PRESETS.items() if p.replace(
+                channels=net_config.channels, num_residual=net_config.num_residual) ==
+                net_config), None)
+            if arch is None:
+                raise UserError(f"--init-from {config.init_from}: its architecture is no "
+                                "preset's (robust-style train --help lists them)")
+            self.config = config = config.replace(arch=arch, net_channels=net_config.channels,
+                                                  net_residual=net_config.num_residual)
         else:
-            self.net = TransformerNet(TransformerNetConfig(config.net_channels,
-                                                           config.net_residual)).to(device)
+            self.net = TransformerNet(config.net_config()).to(device)
         if config.channels_last:
             to_channels_last(self.net, loss_net)
         opt = torch.optim.Adam(self.net.parameters(), lr=config.lr)

@@ -22,13 +22,14 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from robust_style.pixels import psnr
 
-__all__ = ["Engine", "FallbackListener", "CPU", "CUDA", "TRT", "CpuBudget", "cpu_budget", "available_cores", "psnr",
+__all__ = ["Engine", "FallbackListener", "PartRunner", "CPU", "CUDA", "TRT", "CpuBudget", "cpu_budget", "available_cores", "psnr",
            "ENGINES", "PRECISIONS", "GATE_PSNR_DB"]
 
 #: Called with ``(n, h, w)`` of a batch that ran outside every TensorRT profile.
@@ -40,12 +41,23 @@ TRT = "TensorrtExecutionProvider"
 
 #: ``--engine`` choices.
 ENGINES = ("auto", "onnxruntime", "openvino")
-#: ``--precision`` choices (``fp16`` is TensorRT's, chosen by its own options).
-PRECISIONS = ("auto", "fp32", "bf16")
+#: ``--precision`` choices (``fp16`` is TensorRT's, chosen by its own options). ``int8``:
+#: OpenVINO with NNCF post-training quantisation, gated like bf16 (:mod:`.select`).
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 #: Accuracy gate: below this PSNR against the fp32 ONNX Runtime output, a reduced
 #: precision is refused at load. bf16 on this network measures ~50-55 dB (docs/serving.md),
 #: so 45 dB leaves a margin while catching a broken kernel or an unstable InstanceNorm.
 GATE_PSNR_DB = 45.0
+
+
+@dataclass(frozen=True)
+class PartRunner:
+    """A compiled graph of any named inputs and outputs (a tiling segment, see
+    :mod:`robust_style.server.tiling`) on an engine's runtime: ``run(feeds)`` gives the
+    outputs in graph order. Thread-safe; CPU runs hold the :class:`CpuBudget` as the
+    engine's own runs do."""
+
+    run: Callable[[dict[str, np.ndarray]], list[np.ndarray]]
 
 
 @runtime_checkable

@@ -21,7 +21,14 @@ import numpy as np
 import onnxruntime as ort
 
 from robust_style.errors import first_line
-from robust_style.server.engines.base import CPU, CUDA, TRT, FallbackListener, cpu_budget
+from robust_style.server.engines.base import (
+    CPU,
+    CUDA,
+    TRT,
+    FallbackListener,
+    PartRunner,
+    cpu_budget,
+)
 from robust_style.server.engines.tensorrt import TensorRTConfig
 from robust_style.server.engines.tensorrt_router import ProfileRouter, create_router
 
@@ -80,6 +87,10 @@ def session_options(cfg: ProviderConfig, quiet: bool = False) -> ort.SessionOpti
     so.intra_op_num_threads = cfg.intra_op_threads
     so.inter_op_num_threads = cfg.inter_op_threads
     so.log_severity_level = 4 if quiet else 3
+    # No CPU memory arena: the arena keeps the peak of every run for the session's life,
+    # so a style that once ran a large image would hold that memory forever; the memory
+    # budget (robust_style.server.memory) needs runs to give their memory back.
+    so.enable_cpu_mem_arena = False
     return so
 
 
@@ -179,6 +190,10 @@ class OnnxRuntimeEngine:
         self.devices: tuple[str, ...] = tuple(self.session.get_providers())
         self.on_cpu = self.devices[0] == CPU
         self._threads = cfg.intra_op_threads
+        self._cfg = cfg
+        # Parts (tiling segments) run on the providers the session uses; TensorRT's
+        # profiles are for the whole network, so parts on TensorRT run on CUDA.
+        self._part_providers = [p for p in providers if p[0] != TRT] or [(CPU, {})]
 
     def _fallback(self, shape: tuple[int, int, int]) -> None:
         if self.on_fallback is not None:
@@ -205,6 +220,22 @@ class OnnxRuntimeEngine:
 
     def set_fallback_listener(self, listener: FallbackListener | None) -> None:
         self.on_fallback = listener
+
+    def compile_part(self, model: bytes) -> PartRunner:
+        """A graph of any inputs and outputs (a tiling segment) on this engine's runtime."""
+        sess = ort.InferenceSession(model, session_options(self._cfg),
+                                    providers=self._part_providers)
+        names = [o.name for o in sess.get_outputs()]
+        on_cpu = sess.get_providers()[0] == CPU
+        threads = self._threads
+
+        def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+            if not on_cpu:
+                return list(sess.run(names, feeds))
+            with cpu_budget().hold(threads):
+                return list(sess.run(names, feeds))
+
+        return PartRunner(run)
 
     def describe(self) -> str:
         return f"onnxruntime {self.precision} ({', '.join(self.devices)})"

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from robust_style.errors import first_line
-from robust_style.server.engines.base import FallbackListener, cpu_budget
+from robust_style.server.engines.base import FallbackListener, PartRunner, cpu_budget
+from robust_style.server.engines.quantize import nncf_status, quantize_int8
 
 __all__ = ["OpenVINOEngine", "OpenVINOStatus", "openvino_status"]
 
@@ -86,16 +87,31 @@ def openvino_status() -> OpenVINOStatus:
 
 
 class OpenVINOEngine:
-    """One compiled model on OpenVINO's CPU plugin at ``precision`` (``fp32``/``bf16``)."""
+    """One compiled model on OpenVINO's CPU plugin at ``precision`` (``fp32``/``bf16``, or
+    ``int8``: quantised by NNCF on ``calibration`` images, the rest of the graph fp32)."""
 
     name = "openvino"
     on_cpu = True
 
-    def __init__(self, model: bytes, precision: str = "fp32", threads: int = 0) -> None:
-        if precision not in _OV_PRECISION:
-            raise ValueError(f"OpenVINO engine precision must be fp32 or bf16, got {precision!r}")
+    def __init__(self, model: bytes, precision: str = "fp32", threads: int = 0,
+                 calibration: list[np.ndarray] | None = None) -> None:
+        if precision not in (*_OV_PRECISION, "int8"):
+            raise ValueError("OpenVINO engine precision must be fp32, bf16 or int8, got "
+                             f"{precision!r}")
         core = _core()
-        net = core.read_model(model)
+        int8 = precision == "int8"
+        if int8:
+            if nncf_status():
+                raise RuntimeError(f"int8 needs NNCF ({nncf_status()})")
+            if not calibration:
+                raise ValueError("int8 needs calibration images")
+            xml, weights = quantize_int8(model, calibration)
+            import openvino
+
+            net = core.read_model(xml, openvino.Tensor(np.frombuffer(weights, np.uint8)))
+            precision = "fp32"
+        else:
+            net = core.read_model(model)
         if len(net.inputs) != 1 or len(net.outputs) != 1:
             raise ValueError(f"expected 1 input and 1 output, found {len(net.inputs)} and "
                              f"{len(net.outputs)}")
@@ -103,10 +119,12 @@ class OpenVINOEngine:
                                  "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
         if threads > 0:
             props["INFERENCE_NUM_THREADS"] = threads
+        self._props = props
         self.compiled = core.compile_model(net, "CPU", props)
         real = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
         # e.g. "<Type: 'bfloat16'>" -> bf16; the plugin may refuse bf16 on a CPU without it
-        self.precision = ("bf16" if "bf" in real else "fp16" if "16" in real else "fp32")
+        self.precision = ("int8" if int8 else "bf16" if "bf" in real else
+                          "fp16" if "16" in real else "fp32")
         status = openvino_status()
         self.devices: tuple[str, ...] = (f"CPU ({status.device})" if status.device else "CPU",)
         self._threads = threads
@@ -129,6 +147,38 @@ class OpenVINOEngine:
 
     def set_fallback_listener(self, listener: FallbackListener | None) -> None:
         """No profiles, so no fallbacks."""
+
+    def release_requests(self) -> None:
+        """Drop the idle infer requests (each keeps the intermediate memory of the largest
+        shape it ran); the next run creates a fresh one. The memory budget calls this
+        after a large run."""
+        while True:
+            try:
+                self._pool.get_nowait()
+            except queue.Empty:
+                return
+
+    def compile_part(self, model: bytes) -> PartRunner:
+        """A graph of any inputs and outputs (a tiling segment), compiled as this engine is
+        (an int8 engine's segments run fp32: NNCF calibrated the whole graph, not its parts)."""
+        compiled = _core().compile_model(_core().read_model(model), "CPU", self._props)
+        pool: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        threads = self._threads
+
+        def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+            try:
+                request = pool.get_nowait()
+            except queue.Empty:
+                request = compiled.create_infer_request()
+            try:
+                with cpu_budget().hold(threads):
+                    out = request.infer({k: np.ascontiguousarray(v) for k, v in feeds.items()},
+                                        share_inputs=True, share_outputs=False)
+                return [np.asarray(out[o]) for o in compiled.outputs]
+            finally:
+                pool.put(request)
+
+        return PartRunner(run)
 
     def describe(self) -> str:
         return f"openvino {self.precision} ({', '.join(self.devices)})"

@@ -6,9 +6,9 @@
 """
 
 from robust_style.server.engines import EngineConfig, ProviderConfig
-from robust_style.server.registry.registry import ModelRegistry, RegistryConfig
+from robust_style.server.registry.registry import EVICTED, ModelRegistry, RegistryConfig
 from robust_style.server.registry.repository import LoadError, ModelState, list_models
 from robust_style.server.registry.style_model import StyleModel, load_style, load_style_file
 
-__all__ = ["EngineConfig", "ProviderConfig", "RegistryConfig", "StyleModel", "ModelRegistry",
+__all__ = ["EVICTED", "EngineConfig", "ProviderConfig", "RegistryConfig", "StyleModel", "ModelRegistry",
            "ModelState", "LoadError", "list_models", "load_style", "load_style_file"]

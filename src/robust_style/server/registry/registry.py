@@ -46,11 +46,21 @@ from robust_style.errors import first_line
 from robust_style.server.batching import BatchConfig, Batcher
 from robust_style.server.engines import EngineConfig, EngineSelector
 from robust_style.server.errors import StyleNotFound
+from robust_style.server.memory import BudgetedEngine, MemoryBudget, default_budget
 from robust_style.server.metrics import Metrics
 from robust_style.server.registry.repository import LoadError, ModelState, list_models
 from robust_style.server.registry.style_model import StyleModel, load_style
 
-__all__ = ["RegistryConfig", "ModelRegistry"]
+__all__ = ["RegistryConfig", "ModelRegistry", "EVICTED"]
+
+#: ``RepositoryIndex`` reason of a ready style whose engine the memory budget evicted.
+EVICTED = "engine evicted from memory (least recently used); reloads on its next request"
+
+
+def _leave_budget(model: StyleModel) -> None:
+    """A replaced or removed style's engine no longer counts in the memory budget."""
+    if isinstance(model.engine, BudgetedEngine):
+        model.engine.close()
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +73,9 @@ class RegistryConfig:
     batch: BatchConfig = field(default_factory=lambda: BatchConfig(max_batch=0))
     poll_seconds: float = 2.0
     warmup_side: int = 128
+    #: Memory budget of the process, bytes (:mod:`robust_style.server.memory`); 0 = the
+    #: default (the machine's or the cgroup's memory less a margin); -1 = none (unbounded).
+    memory_budget: int = 0
 
 
 @dataclass
@@ -88,6 +101,10 @@ class ModelRegistry:
         self._batchers: dict[str, Batcher] = {}
         self._files: dict[str, _FileState] = {}
         self._selector = EngineSelector(config.engine)
+        self.memory: MemoryBudget | None = None
+        if config.memory_budget >= 0:
+            self.memory = MemoryBudget(config.memory_budget or default_budget())
+            log.info("%s", self.memory.describe())
         self._current: dict[str, Path] = {}
         self._freed: set[str] = set()
         self._versions: dict[str, int] = {}  # style -> last version number given out
@@ -209,6 +226,8 @@ class ModelRegistry:
                 self._remove(known.style, fname)
             self._versions[model.name] = number = self._versions.get(model.name, 0) + 1
             model = dataclasses.replace(model, version=str(number))
+            if (old := self._styles.get(model.name)) is not None:
+                _leave_budget(old)
             self._styles[model.name] = model
             if model.name not in self._batchers:
                 self._batchers[model.name] = Batcher(model.name, self.batch_config, self.metrics)
@@ -227,6 +246,7 @@ class ModelRegistry:
             if model is None or model.file != fname:
                 return False
             del self._styles[style]
+            _leave_budget(model)
             batcher = self._batchers.pop(style)
             self.metrics.models.set((), len(self._styles))
         self.metrics.drop_engine(style)
@@ -241,7 +261,8 @@ class ModelRegistry:
         # The provider probe is kept only once a model has loaded with it: a corrupt first
         # file must not pin the server to CPU.
         model = load_style(data, self._selector, file=fname, sha256=sha,
-                           warmup_side=self.config.warmup_side, default_name=path.stem)
+                           warmup_side=self.config.warmup_side, default_name=path.stem,
+                           budget=self.memory)
         fallbacks, labels = self.metrics.trt_fallbacks, (("style", model.name),)
         model.engine.set_fallback_listener(lambda shape: fallbacks.inc(labels))
         return model
@@ -327,6 +348,8 @@ class ModelRegistry:
                 if model is not None and model.file == fname:
                     reason = (f"a newer {fname} failed to load: {state.error}"
                               if state and state.error else "")
+                    if not getattr(model.engine, "loaded", True):
+                        reason = "; ".join(r for r in (reason, EVICTED) if r)
                     out.append(ModelState(model.name, model.version, "READY", reason, fname))
                     continue
                 name = (state.style or state.waiting_for) if state else None

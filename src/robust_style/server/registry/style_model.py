@@ -9,6 +9,7 @@ no server, is :func:`load_style_file`.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +18,32 @@ from typing import Any
 import numpy as np
 
 from robust_style.contract import StyleMetadata, parse_metadata, valid_style_name
-from robust_style.server.engines import Engine, EngineConfig, EngineSelector
+from robust_style.server.engines import (
+    Engine,
+    EngineConfig,
+    EngineSelector,
+    LoadedEngine,
+    warmup_image,
+)
+from robust_style.server.memory import (
+    MIN_TILE,
+    BudgetedEngine,
+    MemoryBudget,
+    MemoryProfile,
+    MemoryTooSmall,
+    format_size,
+    peak_rss,
+    reset_peak,
+    resident_floor,
+    rss,
+    trim,
+)
 from robust_style.server.statistics import InferenceStatistics
+from robust_style.server.tiling import SplitModel
 
-__all__ = ["StyleModel", "load_style", "load_style_file"]
+__all__ = ["StyleModel", "load_style", "load_style_file", "budgeted", "measure_working"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,14 +81,28 @@ class StyleModel:
     def engine_info(self) -> dict[str, str]:
         """Engine facts as strings (for KServe model config ``parameters``, logs, metrics)."""
         return {"engine": self.engine.name, "precision": self.engine.precision,
-                "devices": ", ".join(self.engine.devices), "engine_note": self.engine_note}
+                "devices": ", ".join(self.engine.devices), "engine_note": self.engine_note,
+                "memory": self.memory_state()}
+
+    def memory_state(self) -> str:
+        """Under a memory budget: loaded or evicted, resident size, working memory per
+        pixel, whether large images are tiled ("" without a budget)."""
+        e = self.engine
+        if not isinstance(e, BudgetedEngine):
+            return ""
+        p = e.profile
+        where = "loaded" if e.loaded else "evicted (reloads on demand)"
+        tiling = "tiled beyond the budget" if e.split is not None else \
+            f"untiled only ({e.tiling_note})"
+        return (f"memory: {where}, {format_size(p.resident)} resident, "
+                f"{p.per_pixel:.0f} B/px working; {tiling}")
 
     def describe(self) -> dict[str, Any]:
         """What the style APIs say about it (gRPC ``ListStyles``, HTTP ``GET /v1/styles``)."""
         return {"name": self.name, "version": self.version, "ready": True, "file": self.file,
                 "metadata": self.metadata.to_display(), "providers": list(self.providers),
                 "sha256": self.sha256, "engine": self.engine_name, "precision": self.precision,
-                "engine_note": self.engine_note}
+                "engine_note": "; ".join(n for n in (self.engine_note, self.memory_state()) if n)}
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """``NxHxWx3 uint8`` -> the same, stylised (thread-safe)."""
@@ -73,22 +110,99 @@ class StyleModel:
 
 
 def load_style(data: bytes, selector: EngineSelector, file: str = "", sha256: str = "",
-               warmup_side: int = 128, default_name: str = "style") -> StyleModel:
+               warmup_side: int = 128, default_name: str = "style",
+               budget: MemoryBudget | None = None) -> StyleModel:
     """Load model bytes through ``selector``: engine choice, warm-up, accuracy gate, metadata.
 
-    Raises ``ValueError`` (or the runtime's error) for a file that is not a valid style.
+    With a ``budget`` the engine is a :class:`~robust_style.server.memory.BudgetedEngine`:
+    its memory use measured here, tiled when an image does not fit, evicted when idle.
+    Raises ``ValueError`` (or the runtime's error) for a file that is not a valid style,
+    :class:`~robust_style.server.memory.MemoryTooSmall` when the budget cannot run it.
     """
     sha = sha256 or hashlib.sha256(data).hexdigest()
+    before = rss()
     loaded = selector.load(data, warmup_side, label=file or default_name)
+    engine: Engine = loaded.engine
+    if budget is not None:
+        engine = budgeted(loaded, data, budget, before, label=file or default_name)
     meta = parse_metadata(loaded.metadata, default_name=default_name)
     name = meta.name or default_name
     if not valid_style_name(name):
         raise ValueError(f"invalid style name {name!r} (use letters, digits, '_', '.', '-'; "
                          "starting with a letter or digit)")
     return StyleModel(name=name, version="1", file=file, sha256=sha, metadata=meta,
-                      engine=loaded.engine, input_name=loaded.input_name,
+                      engine=engine, input_name=loaded.input_name,
                       output_name=loaded.output_name, engine_note=loaded.note,
                       gate_psnr_db=loaded.gate_psnr_db)
+
+
+def budgeted(loaded: LoadedEngine, data: bytes, budget: MemoryBudget, rss_before: int,
+             label: str) -> BudgetedEngine:
+    """``loaded``'s engine under ``budget``, with its memory profile measured."""
+    from robust_style.server.tiling import NotTileable, split_model
+
+    try:
+        split: SplitModel | None = split_model(data)
+        note = ""
+        arch = repr((sorted(split.channels.items()), sorted(split.scale.items())))
+    except NotTileable as exc:
+        split, note, arch = None, str(exc), hashlib.sha256(data).hexdigest()
+    except ImportError as exc:  # onnx missing: serve untiled within the budget
+        split, note, arch = None, f"onnx not installed ({exc})", hashlib.sha256(data).hexdigest()
+    if note:
+        log.info("%s: served untiled within the memory budget (not tileable: %s)", label, note)
+    engine = loaded.engine
+    trim()
+    resident = max(rss() - rss_before, resident_floor(engine.name, len(data)))
+    key = (arch, engine.name, engine.precision)
+    profile = budget.profiles.get(key)
+    if profile is None:
+        per_px, fixed = measure_working(engine, split)
+        budget.profiles[key] = MemoryProfile(resident, fixed, per_px)
+    else:
+        per_px, fixed = profile.per_pixel, profile.fixed
+    profile = MemoryProfile(resident, fixed, per_px)
+    rebuild = loaded.rebuild or (lambda: loaded.engine)
+    out = BudgetedEngine(engine, rebuild, budget, profile, split, note)
+    if out.minimum() > budget.capacity:
+        budget.forget(out)
+        raise MemoryTooSmall(
+            f"memory budget {format_size(budget.total)} is too small for {label}: it needs at "
+            f"least {format_size(budget.baseline + out.minimum())} ({format_size(budget.baseline)}"
+            f" for the process, {format_size(resident)} for the engine, the rest for one "
+            f"{MIN_TILE}-px tile)")
+    log.info("%s: %s resident, working %.0f B/px + %s%s", label, format_size(resident), per_px,
+             format_size(fixed), "" if split else " (untiled only)")
+    return out
+
+
+def measure_working(engine: Engine, split: SplitModel | None,
+                    sides: tuple[int, int] = (192, 384)) -> tuple[float, int]:
+    """Working memory of ``engine``: (bytes per pixel, fixed bytes), from the peak RSS of
+    two warm-up runs; at least twice the largest activation (from the split's probe) per
+    pixel, which is also the figure where peak RSS cannot be reset (not Linux)."""
+    floor = 0.0
+    if split is not None:
+        floor = 2.0 * max(4.0 * c / split.scale[t] ** 2 for t, c in split.channels.items())
+    floor = max(floor, 64.0)
+    peaks = []
+    release = getattr(engine, "release_requests", lambda: None)
+    for side in sides:
+        x = warmup_image(side)
+        release()  # a fresh request: its memory is allocated in this run, as on a new shape
+        trim()
+        base = rss()
+        if not reset_peak():
+            return floor, 0
+        engine.run(x)
+        peaks.append(max(0, peak_rss() - base))
+    px = [s * s for s in sides]
+    # 1.2: allocator fragmentation and run-to-run variation beyond the two samples
+    per_px = max(floor, 1.2 * (peaks[1] - peaks[0]) / (px[1] - px[0]))
+    fixed = max(0, int(peaks[0] - per_px * px[0]))
+    release()
+    trim()
+    return per_px, fixed
 
 
 def load_style_file(path: Path, config: EngineConfig | None = None,

@@ -1,0 +1,81 @@
+"""``robust-style distill``: teach a small, fast style network to reproduce a trained one."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from robust_style.cli.options import add_trust_checkpoint
+from robust_style.transformer_net.arch import ARCH_PRESETS
+
+__all__ = ["register"]
+
+# Options whose value is copied into DistillConfig under the same name.
+_FIELDS = ("teacher", "content", "out", "arch", "name", "image_size", "bank_size", "batch_size",
+           "lr", "max_steps", "max_minutes", "loss", "seed", "precision",
+           "checkpoint_interval", "sample_interval", "log_interval", "keep_checkpoints",
+           "sample_image", "trust_checkpoint")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "distill", help="distil a trained style model into a smaller, faster network",
+        description="Train a small style network (an --arch preset) to reproduce TEACHER's "
+        "outputs on random crops of the --content photos (pixel loss against the teacher's "
+        "outputs; no loss network). Writes a training run folder: export and serve it like "
+        "any other. Every option left out takes its default; with --resume, the run's value.",
+        argument_default=None,
+    )
+    p.add_argument("teacher", nargs="?", metavar="TEACHER",
+                   help="the trained style: a run folder, a style model .pt, or an exported "
+                   ".onnx (e.g. the bundled the-scream.onnx)")
+    p.add_argument("--arch", metavar="NAME", help="student architecture: " +
+                   ", ".join(ARCH_PRESETS) + " (default quarter; docs/realtime.md)")
+    p.add_argument("--content", metavar="DIR", help="folder of photos (recursive)")
+    p.add_argument("--out", metavar="RUN_DIR", required=True, help="run folder to write")
+    p.add_argument("--resume", action="store_true", default=False,
+                   help="continue the run in --out from its newest checkpoint")
+    p.add_argument("--name", help="style name (default: the teacher's name + '-' + arch)")
+    p.add_argument("--image-size", type=int, help="crop side (default 256)")
+    p.add_argument("--bank-size", type=int, metavar="N",
+                   help="crops the teacher stylises once, at the start (default 256)")
+    p.add_argument("--batch-size", type=int, help="crops per step (default 8)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default 2e-3)")
+    p.add_argument("--max-steps", type=int, help="steps (default 2000)")
+    p.add_argument("--max-minutes", type=float, metavar="M",
+                   help="also stop (saving the model) after M minutes")
+    p.add_argument("--loss", choices=("l1", "l2"), help="pixel loss (default l1)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"),
+                   help="auto (default: bf16 where the CPU computes it natively), fp32, bf16")
+    p.add_argument("--checkpoint-interval", type=int, metavar="N",
+                   help="write a checkpoint every N steps (default 200)")
+    p.add_argument("--sample-interval", type=int, metavar="N",
+                   help="write a content | teacher | student picture every N steps "
+                   "(default 200; 0: off)")
+    p.add_argument("--log-interval", type=int, metavar="N", help="log.csv row every N steps (10)")
+    p.add_argument("--keep-checkpoints", type=int, metavar="K", help="checkpoints kept (3)")
+    p.add_argument("--sample-image", metavar="IMAGE",
+                   help="photo for the samples (default: the last of --content; it is then "
+                   "kept out of the crops)")
+    add_trust_checkpoint(p, "a TEACHER .pt", default=None)
+    p.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from robust_style.errors import UserError
+    from robust_style.transformer_net.distill import DistillConfig, distill
+
+    given: dict[str, Any] = {k: getattr(args, k) for k in _FIELDS if getattr(args, k) is not None}
+    if args.resume:
+        result = distill(DistillConfig(teacher=given.get("teacher", ""),
+                                       content=given.get("content", ""), out=args.out),
+                         resume=True, overrides=given)
+    else:
+        for required, flag in (("teacher", "TEACHER"), ("content", "--content")):
+            if required not in given:
+                raise UserError(f"{flag} is required (or add --resume to continue a run)")
+        result = distill(DistillConfig(**given))
+    sys.stdout.write(f"style model: {result.style_model} ({result.steps} steps)\n")
+    return 0
