@@ -7,7 +7,8 @@ the bundled style (``robust-style export --triton-repo`` layout). That Triton ha
 Python backend (whose stub does not start with this machine's Python), so the style stays
 UNAVAILABLE there: the questions show how Triton reports a model that failed to load and
 the status codes of the error cases (unknown model or version, failed load, unload),
-beside robust-style's answers for the same calls (``tritonclient``), as a Markdown table. Run it from a venv with pytriton (it brings tritonclient); our server is started
+over gRPC (``tritonclient``) and over KServe v2 REST (status code and ``{"error": ...}``),
+beside robust-style's answers for the same calls, as a Markdown table. Run it from a venv with pytriton (it brings tritonclient); our server is started
 with ``--ours-python`` (a Python that has robust-style and its base dependencies)::
 
     python -m venv /tmp/pt && /tmp/pt/bin/pip install nvidia-pytriton==0.7.0
@@ -95,6 +96,50 @@ def probes(url: str, model: str) -> dict[str, str]:
     return out
 
 
+def http_probes(base: str, model: str) -> dict[str, str]:
+    """The same kind of questions over KServe v2 REST: status code and body (errors are
+    ``{"error": "..."}`` in Triton's HTTP API)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    def ask(method: str, path: str, body: dict | None = None) -> str:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                code, text = r.status, r.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as exc:
+            code, text = exc.code, exc.read().decode("utf-8", "replace")
+        try:
+            parsed = json.loads(text) if text else None
+        except ValueError:
+            parsed = text
+        if isinstance(parsed, dict) and "error" in parsed:
+            return f"**{code}** error: {str(parsed['error'])[:80]}"
+        return f"{code}" + (f" keys={sorted(parsed)}" if isinstance(parsed, dict) else "")
+
+    zeros = {"inputs": [{"name": "image", "shape": [1, 4, 4, 3], "datatype": "UINT8",
+                         "data": [0] * 48}]}
+    wrong = {"inputs": [{"name": "image", "shape": [1, 4, 4, 3], "datatype": "FP32",
+                         "data": [0.0] * 48}]}
+    return {
+        "HTTP GET /v2/health/ready": ask("GET", "/v2/health/ready"),
+        "HTTP GET /v2": ask("GET", "/v2"),
+        "HTTP model ready, unknown model": ask("GET", "/v2/models/nope/ready"),
+        "HTTP config of unknown model": ask("GET", "/v2/models/nope/config"),
+        "HTTP metadata, unknown version 7": ask("GET", f"/v2/models/{model}/versions/7"),
+        "HTTP statistics of unknown model": ask("GET", "/v2/models/nope/stats"),
+        "HTTP infer unknown model": ask("POST", "/v2/models/nope/infer", zeros),
+        "HTTP infer wrong datatype": ask("POST", f"/v2/models/{model}/infer", wrong),
+        "HTTP infer malformed JSON body": ask("POST", f"/v2/models/{model}/infer", {"x": 1}),
+        "HTTP load unknown model": ask("POST", "/v2/repository/models/nope/load", {}),
+        "HTTP unload unknown model": ask("POST", "/v2/repository/models/nope/unload", {}),
+        "HTTP repository index": ask("POST", "/v2/repository/index", {}),
+    }
+
+
 def triton_answers(python: str, tmp: Path) -> dict[str, str]:
     """Triton with our export of the bundled style (``robust-style export --triton-repo``
     layout); the pip Triton has no ONNX Runtime backend, so the model is UNAVAILABLE and
@@ -114,10 +159,11 @@ def triton_answers(python: str, tmp: Path) -> dict[str, str]:
         p for p in (str(libs), os.environ.get("LD_LIBRARY_PATH")) if p)}
     from robust_style.netutil import free_port  # the one helper (tests use it too)
 
-    port = free_port()
+    port, http = free_port(), free_port()
     proc = subprocess.Popen([str(root / "bin" / "tritonserver"), f"--model-repository={repo}",
                              "--model-control-mode=explicit", f"--grpc-port={port}",
-                             "--allow-http=false", "--allow-metrics=false",
+                             "--allow-http=true", f"--http-port={http}",
+                             "--allow-metrics=false",
                              f"--backend-directory={root / 'backends'}"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -127,7 +173,8 @@ def triton_answers(python: str, tmp: Path) -> dict[str, str]:
         _wait(client)
         first = _ask(lambda: client.load_model("the-scream"))
         out = probes(f"127.0.0.1:{port}", "the-scream")
-        return {"load the exported style": first, **out}
+        return {"load the exported style": first, **out,
+                **http_probes(f"http://127.0.0.1:{http}", "the-scream")}
     finally:
         proc.terminate()
         proc.wait(60)
@@ -146,13 +193,16 @@ def _wait(client: Any) -> None:
 def our_answers(python: str) -> dict[str, str]:
     import tritonclient.grpc as tc
 
-    from robust_style.netutil import serve_process  # the one helper (tests use it too)
+    from robust_style.netutil import free_port, serve_process  # the one helpers
 
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    with serve_process(command=[python, "-m", "robust_style"], env=env) as served:
+    http = free_port()
+    with serve_process(["--http-port", str(http)], command=[python, "-m", "robust_style"],
+                       env=env) as served:
         client = tc.InferenceServerClient(served.target)
         first = _ask(lambda: client.load_model("the-scream"))
-        return {"load the exported style": first, **probes(served.target, "the-scream")}
+        return {"load the exported style": first, **probes(served.target, "the-scream"),
+                **http_probes(f"http://127.0.0.1:{http}", "the-scream")}
 
 
 def main() -> int:

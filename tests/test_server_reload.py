@@ -147,7 +147,7 @@ def test_new_file_takes_over_a_deleted_files_style_and_rename_has_no_gap(
         v1 = stub.ListStyles(pb.ListStylesRequest()).styles[0].version
         _replace(model_store / "tiny_v2.onnx", models / "tiny_v2.onnx")
         _wait(lambda: server.registry.scanned.is_set() and "tiny_v2.onnx" in
-              server.registry._files)
+              server.registry.files_seen())
         assert files() == {"tiny": "tiny.onnx"}
         (models / "tiny.onnx").unlink()
         _wait(lambda: files() == {"tiny": "tiny_v2.onnx"})
@@ -178,13 +178,13 @@ def test_invalid_style_name_is_skipped_and_corrupt_first_file_does_not_pin_provi
     try:
         registry.scan()
         assert registry.styles() == []
-        assert not registry._selector.probed, "a corrupt file must not decide the providers"
+        assert not registry.providers_probed, "a corrupt file must not decide the providers"
         new_version(model_store / "tiny.onnx", models / "evil.onnx", name="../../evil",
                     factor=1.0)
         shutil.copy(model_store / "tiny2.onnx", models / "tiny2.onnx")
         registry.scan()
         assert [m.name for m in registry.styles()] == ["tiny2"]
-        assert registry._selector.probed
+        assert registry.providers_probed
         failed = registry.metrics.reloads.values
         assert failed.get((("style", "evil"), ("result", "failed"))) == 1
     finally:

@@ -138,6 +138,16 @@ class ModelRegistry:
         return self._selector.on_gpu
 
     @property
+    def providers_probed(self) -> bool:
+        """Whether a model that loaded has fixed the execution providers (a corrupt file
+        never does)."""
+        return self._selector.probed
+
+    def files_seen(self) -> set[str]:
+        """The model files the last scan saw (loaded, failed or waiting)."""
+        return set(self._files.copy())  # dict.copy is atomic while the scanner writes
+
+    @property
     def batch_config(self) -> BatchConfig:
         b = self.config.batch
         if b.max_batch <= 0:
