@@ -11,8 +11,12 @@ over gRPC (``tritonclient``) and over KServe v2 REST (status code and ``{"error"
 beside robust-style's answers for the same calls, as a Markdown table. Run it from a venv with pytriton (it brings tritonclient); our server is started
 with ``--ours-python`` (a Python that has robust-style and its base dependencies)::
 
-    python -m venv /tmp/pt && /tmp/pt/bin/pip install nvidia-pytriton==0.7.0
-    /tmp/pt/bin/python scripts/compare_with_triton.py --ours-python .venv/bin/python
+    python -m venv /tmp/pt && /tmp/pt/bin/pip install nvidia-pytriton==0.7.0 \
+        grpcio-health-checking "protobuf==<the version in .venv>"
+    PYTHONPATH=src /tmp/pt/bin/python scripts/compare_with_triton.py --ours-python .venv/bin/python
+
+(``PYTHONPATH=src`` and those two packages: the script starts our server with
+``netutil.serve_process``, which waits on our gRPC health check and our protos.)
 """
 
 from __future__ import annotations
