@@ -18,7 +18,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from robust_style.cli.options import add_no_progress, add_trust_checkpoint, show_progress
+from robust_style.cli.options import (
+    add_command_group,
+    add_no_progress,
+    add_trust_checkpoint,
+    show_progress,
+)
 
 __all__ = ["register"]
 
@@ -47,16 +52,10 @@ class _Weights(argparse.Action):
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    group = subparsers.add_parser(
-        "analyze", help="instruments for choosing a loss network (layer robustness R(f))",
+    sub = add_command_group(
+        subparsers, "analyze", dest="analysis", metavar="ANALYSIS",
+        help="instruments for choosing a loss network (layer robustness R(f))",
         description="Instruments for choosing and checking a loss network.")
-    sub = group.add_subparsers(dest="analysis", metavar="ANALYSIS")
-
-    def _usage(_args: argparse.Namespace) -> int:
-        group.print_help()
-        return 2
-
-    group.set_defaults(handler=_usage)
     p = sub.add_parser(
         "robustness", help="layer robustness R(f) (Ilyas et al., Distill 2019) per tap layer",
         description="R(f) = E[max_{|x'-x|<=eps} |f(x')-f(x)|] / E[|f(x1)-f(x2)|] per tap layer, "

@@ -19,22 +19,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from robust_style.cli.options import add_trust_checkpoint
+from robust_style.cli.options import add_command_group, add_trust_checkpoint
 
 __all__ = ["register"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    group = subparsers.add_parser(
-        "backbone", help="make loss networks (adversarial training with MadryLab's robustness)",
+    sub = add_command_group(
+        subparsers, "backbone", dest="backbone_command",
+        help="make loss networks (adversarial training with MadryLab's robustness)",
         description="Make loss networks.")
-    sub = group.add_subparsers(dest="backbone_command", metavar="ACTION")
-
-    def _usage(_args: argparse.Namespace) -> int:
-        group.print_help()
-        return 2
-
-    group.set_defaults(handler=_usage)
     p = sub.add_parser(
         "train", help="adversarially train a ResNet-50 on a labelled image folder",
         description="Adversarial training (PGD, L2 or Linf) of a ResNet-50 with MadryLab's "

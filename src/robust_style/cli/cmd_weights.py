@@ -8,7 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from robust_style.cli.options import add_no_progress, add_trust_checkpoint, show_progress
+from robust_style.cli.options import (
+    add_command_group,
+    add_no_progress,
+    add_trust_checkpoint,
+    show_progress,
+)
 
 __all__ = ["register"]
 
@@ -24,11 +29,10 @@ def register(subparsers: Any) -> None:
     trust = argparse.ArgumentParser(add_help=False)
     add_trust_checkpoint(trust, "the file when checking it")
 
-    p = subparsers.add_parser("weights", help="list, download, import and verify loss-network "
-                              "weights", description="Known loss-network weights and the "
-                              "local cache. See docs/weights.md.")
-    sub = p.add_subparsers(dest="weights_command", metavar="ACTION")
-    p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
+    sub = add_command_group(
+        subparsers, "weights", dest="weights_command",
+        help="list, download, import and verify loss-network weights",
+        description="Known loss-network weights and the local cache. See docs/weights.md.")
 
     ls = sub.add_parser("list", parents=[common], help="known weights, one line each")
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")

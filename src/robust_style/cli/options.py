@@ -4,7 +4,23 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_no_progress", "add_trust_checkpoint", "show_progress"]
+__all__ = ["add_command_group", "add_no_progress", "add_trust_checkpoint", "show_progress"]
+
+
+def add_command_group(subparsers: argparse._SubParsersAction, name: str, *, help: str,
+                      description: str, dest: str, metavar: str = "ACTION",
+                      ) -> argparse._SubParsersAction:
+    """A command with sub-commands (``analyze``, ``backbone``, ``weights``); bare, it prints
+    its help and exits 2, as a usage error does."""
+    group = subparsers.add_parser(name, help=help, description=description)
+    sub = group.add_subparsers(dest=dest, metavar=metavar)
+
+    def _usage(_args: argparse.Namespace) -> int:
+        group.print_help()
+        return 2
+
+    group.set_defaults(handler=_usage)
+    return sub
 
 
 def add_no_progress(p: argparse.ArgumentParser) -> None:
