@@ -26,15 +26,13 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: the Oxford VGG-19 and AlexNet Gram distances and LPIPS; the default is the run at the
 #: knee of that trade-off, with the weights it was trained with:
 #:
-#: * ``vgg16-caffe``: knee at ratio 3 (of 1, 3, 5.2, 9, 27, 81). It was 12.5 (ratio ~22),
-#:   tuned by eye; the bundled model was trained with that.
+#: * ``vgg16-caffe``: knee at ratio 3 (of 1, 3, 5.2, 9, 27, 81).
 #: * ``vgg19-caffe``: knee at ratio 9 (of 1 … 81). Its Gatys layers are the most robust
 #:   (R(f)) and keep the photo's content at a higher style weight.
 #: * ``alexnet``: knee at ratio 1 (of 0.1 … 81); its stride-4 first layer leaves a grid
 #:   pattern at every ratio, so it is a judge more than a loss network.
 #: * ``vgg16`` (torchvision layout): no real weights here to sweep; the ``vgg16-caffe``
-#:   knee carried over to torchvision's input scale (×3.2e3 on style, ×3e-4 on TV, as
-#:   the earlier hand-tuned pair was).
+#:   knee carried over to torchvision's input scale (×3.2e3 on style, ×3e-4 on TV).
 #: * ResNet-50 (robust and standard), torchvision VGG-19: no real weights here, so
 #:   ``auto`` at the ``vgg16-caffe`` knee (``AUTO_RATIOS``). The knees above differ by
 #:   backbone (1, 3, 9), so a user with the robust checkpoint should measure its own:
