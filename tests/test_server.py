@@ -95,6 +95,40 @@ def test_stylize_stream_answers_in_order(server: StyleServer) -> None:
     assert_pixels_close(decode(out[0].image), decode(out[4].image), "same frame, other batch")
 
 
+def test_raw_frames_match_png_frames_and_bad_raw_input_is_refused(server: StyleServer) -> None:
+    """Raw RGB frames (no encode/decode) give the pixels PNG frames give (PNG is lossless,
+    so equal up to the batch's 1 LSB); a wrong byte count or a missing side is
+    INVALID_ARGUMENT naming the numbers (the pixel limit is the encoded images' check)."""
+    from robust_style.server.client import StyleClient
+
+    frames = [photo(n, 96) for n in ("astronaut", "coffee", "chelsea")]
+    with StyleClient(server.address) as client:
+        raw = list(client.stylize_frames(iter(frames), "tiny2", strength=0.8))
+        png = list(client.stylize_frames(iter(frames), "tiny2", strength=0.8, raw=False))
+        small = list(client.stylize_frames(iter(frames[:1]), "tiny2", max_side=48))
+    assert [f.shape for f in raw] == [f.shape for f in frames]
+    for a, b in zip(raw, png, strict=True):
+        assert_pixels_close(a, b, "raw vs PNG frame")
+    assert small[0].shape == (48, 48, 3)
+
+    stub, frame = _style(server), frames[0]
+    one = stub.Stylize(pb.StylizeRequest(style="tiny2", image=frame.tobytes(), raw_width=96,
+                                         raw_height=96, format=pb.IMAGE_FORMAT_RAW_RGB))
+    assert one.mime_type == "application/x-raw-rgb" and len(one.image) == 96 * 96 * 3
+    encoded = decode(stub.Stylize(pb.StylizeRequest(style="tiny2", image=encode(frame))).image)
+    assert_pixels_close(np.frombuffer(one.image, np.uint8).reshape(96, 96, 3), encoded,
+                        "raw in and out")
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Stylize(pb.StylizeRequest(style="tiny2", image=frame.tobytes()[:-3], raw_width=96,
+                                       raw_height=96))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "27648 bytes, got 27645" in info.value.details()
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Stylize(pb.StylizeRequest(style="tiny2", image=b"", raw_width=96))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "96x0 px" in info.value.details()
+
+
 def test_tritonclient_gets_the_same_pixels_as_the_own_api(server: StyleServer) -> None:
     tc = pytest.importorskip("tritonclient.grpc")
     client = tc.InferenceServerClient(server.address)

@@ -39,6 +39,7 @@ from robust_style.fileio import atomic_write
 
 __all__ = [
     "FORMATS",
+    "fitted_size",
     "IMAGE_SUFFIXES",
     "ImageError",
     "ImageTooLarge",
@@ -89,7 +90,8 @@ def check_size(width: int, height: int, max_pixels: int | None) -> None:
                             f"limit of {max_pixels} px (downscale it, e.g. with max_side, or send a smaller image)")
 
 
-def _scaled(width: int, height: int, max_side: int) -> tuple[int, int]:
+def fitted_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """``(width, height)`` after :func:`fit_max_side` (0 = unchanged)."""
     if max_side <= 0 or max(width, height) <= max_side:
         return width, height
     scale = max_side / max(width, height)
@@ -99,7 +101,7 @@ def _scaled(width: int, height: int, max_side: int) -> tuple[int, int]:
 def fit_max_side(arr: np.ndarray, max_side: int) -> np.ndarray:
     """Downscale (Lanczos) so the longer side is at most ``max_side``; 0 = unchanged."""
     h, w = arr.shape[:2]
-    size = _scaled(w, h, max_side)
+    size = fitted_size(w, h, max_side)
     if size == (w, h):
         return arr
     return np.asarray(Image.fromarray(arr).resize(size, Image.Resampling.LANCZOS))
@@ -131,7 +133,7 @@ def _decode(img: Image.Image, what: str, max_pixels: int | None, max_side: int) 
     with img:
         width, height = img.size  # header only, nothing decoded yet
         check_size(width, height, None)
-        target = _scaled(width, height, max_side)
+        target = fitted_size(width, height, max_side)
         check_size(*target, max_pixels)
         if target != (width, height) and img.format == "JPEG":
             img.draft(None, target)  # decode at 1/2, 1/4 or 1/8 scale, never below target

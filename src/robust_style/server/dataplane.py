@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from robust_style.contract import MAX_PIXELS, MIN_SIDE
-from robust_style.imageio import check_size, decode_image, fit_max_side
+from robust_style.imageio import check_size, decode_image, fit_max_side, fitted_size
 from robust_style.server import images
 from robust_style.server.batching import Batcher, BatchResult
 from robust_style.server.errors import InvalidRequest, StyleNotFound, TooManyImages
@@ -30,7 +30,7 @@ from robust_style.server.registry import ModelRegistry, StyleModel
 
 __all__ = ["DataPlane", "Limits", "ImageOptions", "Pending", "Stylized", "Timing", "Inferred"]
 
-FORMATS = ("png", "jpeg")
+FORMATS = ("png", "jpeg", "raw")
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class ImageOptions:
     strength: float | None = None
     preserve_color: bool = False
     max_side: int = 0
-    #: ``"png"`` or ``"jpeg"`` (anything else is refused).
+    #: ``"png"``, ``"jpeg"`` or ``"raw"`` (anything else is refused).
     format: str = "png"
     #: 1..100; 0 = the default 90.
     quality: int = 0
@@ -60,7 +60,7 @@ class ImageOptions:
             raise InvalidRequest(
                 f"quality must be 1..100 (0 = default 90), got {self.quality}")
         if self.format not in FORMATS:
-            raise InvalidRequest(f"unknown output format {self.format}; use PNG or JPEG")
+            raise InvalidRequest(f"unknown output format {self.format}; use PNG, JPEG or RAW_RGB")
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,22 @@ class DataPlane:
         model, batcher = self.lookup(style)
         options.check()
         content = decode_image(data, self.limits.max_pixels, options.max_side)
+        return self._queue(model, batcher, content, options, door, start, deadline, is_active)
+
+    def submit_raw(self, data: bytes, width: int, height: int, style: str,
+                   options: ImageOptions, door: str, deadline: float | None = None,
+                   is_active: Callable[[], bool] | None = None) -> Pending:
+        """Queue raw ``height x width x 3 uint8`` RGB bytes (a video frame) for ``style``:
+        no decode; the same size limits as an encoded image."""
+        start = time.monotonic()
+        model, batcher = self.lookup(style)
+        options.check()
+        if len(data) != width * height * 3:
+            raise InvalidRequest(f"a raw {width}x{height} RGB image is {width * height * 3} "
+                                 f"bytes, got {len(data)}")
+        check_size(*fitted_size(width, height, options.max_side), self.limits.max_pixels)
+        arr = np.frombuffer(data, np.uint8).reshape(height, width, 3)
+        content = np.ascontiguousarray(fit_max_side(arr, options.max_side))
         return self._queue(model, batcher, content, options, door, start, deadline, is_active)
 
     def submit_pixels(self, pixels: np.ndarray, style: str, options: ImageOptions, door: str,

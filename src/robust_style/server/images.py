@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-__all__ = ["EncodedImage", "encode_image", "preserve_color", "blend", "finish"]
+__all__ = ["RAW_MIME", "EncodedImage", "encode_image", "preserve_color", "blend", "finish"]
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +23,15 @@ class EncodedImage:
     mime_type: str
 
 
+#: The MIME type of raw ``HxWx3 uint8`` RGB (``IMAGE_FORMAT_RAW_RGB``).
+RAW_MIME = "application/x-raw-rgb"
+
+
 def encode_image(arr: np.ndarray, fmt: str = "png", quality: int = 90) -> EncodedImage:
-    """Encode ``HxWx3 uint8`` as PNG (fast zlib level 1) or JPEG (``quality`` 1..100)."""
+    """Encode ``HxWx3 uint8`` as PNG (fast zlib level 1), JPEG (``quality`` 1..100) or
+    ``raw`` (the bytes as they are: frames between a client and server that agree)."""
+    if fmt == "raw":
+        return EncodedImage(np.ascontiguousarray(arr, np.uint8).tobytes(), RAW_MIME)
     buf = io.BytesIO()
     img = Image.fromarray(np.ascontiguousarray(arr))
     if fmt == "jpeg":

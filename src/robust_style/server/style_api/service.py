@@ -26,7 +26,7 @@ STREAM_WINDOW = 4
 
 
 _FORMATS = {pb.IMAGE_FORMAT_UNSPECIFIED: "png", pb.IMAGE_FORMAT_PNG: "png",
-            pb.IMAGE_FORMAT_JPEG: "jpeg"}
+            pb.IMAGE_FORMAT_JPEG: "jpeg", pb.IMAGE_FORMAT_RAW_RGB: "raw"}
 
 
 def options_of(req: pb.StylizeRequest) -> ImageOptions:
@@ -105,6 +105,10 @@ class StyleTransferService(pb_grpc.StyleTransferServicer):
 
     # -- translation ----------------------------------------------------------------------
     def _submit(self, req: pb.StylizeRequest, context: grpc.ServicerContext) -> Pending:
+        if req.raw_width or req.raw_height:
+            return self.plane.submit_raw(req.image, req.raw_width, req.raw_height, req.style,
+                                         options_of(req), API, deadline_of(context),
+                                         context.is_active)
         return self.plane.submit_image(req.image, req.style, options_of(req), API,
                                        deadline_of(context), context.is_active)
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _POOL.AddSerializedFile(b'\n$robust_style/v1/style_transfer.proto\x12\x0frobust_style.v1\"\x13\n\x11ListStylesRequest\"\x87\x02\n\x05Style\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12\x36\n\x08metadata\x18\x04 \x03(\x0b\x32$.robust_style.v1.Style.MetadataEntry\x12\x11\n\tproviders\x18\x05 \x03(\t\x12\x0c\n\x04\x66ile\x18\x06 \x01(\t\x12\x0e\n\x06sha256\x18\x07 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x08 \x01(\t\x12\x11\n\tprecision\x18\t \x01(\t\x12\x13\n\x0b\x65ngine_note\x18\n \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"<\n\x12ListStylesResponse\x12&\n\x06styles\x18\x01 \x03(\x0b\x32\x16.robust_style.v1.Style\"\xc7\x01\n\x0eStylizeRequest\x12\r\n\x05style\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\x0c\x12\x15\n\x08strength\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\x16\n\x0epreserve_color\x18\x04 \x01(\x08\x12\x10\n\x08max_side\x18\x05 \x01(\r\x12,\n\x06\x66ormat\x18\x06 \x01(\x0e\x32\x1c.robust_style.v1.ImageFormat\x12\x0f\n\x07quality\x18\x07 \x01(\r\x12\n\n\x02id\x18\x08 \x01(\tB\x0b\n\t_strength\"h\n\x06Timing\x12\x11\n\tdecode_ms\x18\x01 \x01(\x01\x12\x10\n\x08queue_ms\x18\x02 \x01(\x01\x12\x14\n\x0cinference_ms\x18\x03 \x01(\x01\x12\x11\n\tencode_ms\x18\x04 \x01(\x01\x12\x10\n\x08total_ms\x18\x05 \x01(\x01\"\xa7\x01\n\x0fStylizeResponse\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x11\n\tmime_type\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\r\n\x05style\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\'\n\x06timing\x18\x07 \x01(\x0b\x32\x17.robust_style.v1.Timing\x12\n\n\x02id\x18\x08 \x01(\t*X\n\x0bImageFormat\x12\x1c\n\x18IMAGE_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10IMAGE_FORMAT_PNG\x10\x01\x12\x15\n\x11IMAGE_FORMAT_JPEG\x10\x02\x32\x92\x02\n\rStyleTransfer\x12W\n\nListStyles\x12\".robust_style.v1.ListStylesRequest\x1a#.robust_style.v1.ListStylesResponse\"\x00\x12N\n\x07Stylize\x12\x1f.robust_style.v1.StylizeRequest\x1a .robust_style.v1.StylizeResponse\"\x00\x12X\n\rStylizeStream\x12\x1f.robust_style.v1.StylizeRequest\x1a .robust_style.v1.StylizeResponse\"\x00(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _POOL.AddSerializedFile(b'\n$robust_style/v1/style_transfer.proto\x12\x0frobust_style.v1\"\x13\n\x11ListStylesRequest\"\x87\x02\n\x05Style\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12\x36\n\x08metadata\x18\x04 \x03(\x0b\x32$.robust_style.v1.Style.MetadataEntry\x12\x11\n\tproviders\x18\x05 \x03(\t\x12\x0c\n\x04\x66ile\x18\x06 \x01(\t\x12\x0e\n\x06sha256\x18\x07 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x08 \x01(\t\x12\x11\n\tprecision\x18\t \x01(\t\x12\x13\n\x0b\x65ngine_note\x18\n \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"<\n\x12ListStylesResponse\x12&\n\x06styles\x18\x01 \x03(\x0b\x32\x16.robust_style.v1.Style\"\xee\x01\n\x0eStylizeRequest\x12\r\n\x05style\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\x0c\x12\x15\n\x08strength\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\x16\n\x0epreserve_color\x18\x04 \x01(\x08\x12\x10\n\x08max_side\x18\x05 \x01(\r\x12,\n\x06\x66ormat\x18\x06 \x01(\x0e\x32\x1c.robust_style.v1.ImageFormat\x12\x0f\n\x07quality\x18\x07 \x01(\r\x12\n\n\x02id\x18\x08 \x01(\t\x12\x11\n\traw_width\x18\t \x01(\r\x12\x12\n\nraw_height\x18\n \x01(\rB\x0b\n\t_strength\"h\n\x06Timing\x12\x11\n\tdecode_ms\x18\x01 \x01(\x01\x12\x10\n\x08queue_ms\x18\x02 \x01(\x01\x12\x14\n\x0cinference_ms\x18\x03 \x01(\x01\x12\x11\n\tencode_ms\x18\x04 \x01(\x01\x12\x10\n\x08total_ms\x18\x05 \x01(\x01\"\xa7\x01\n\x0fStylizeResponse\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x11\n\tmime_type\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\r\n\x05style\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\'\n\x06timing\x18\x07 \x01(\x0b\x32\x17.robust_style.v1.Timing\x12\n\n\x02id\x18\x08 \x01(\t*r\n\x0bImageFormat\x12\x1c\n\x18IMAGE_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10IMAGE_FORMAT_PNG\x10\x01\x12\x15\n\x11IMAGE_FORMAT_JPEG\x10\x02\x12\x18\n\x14IMAGE_FORMAT_RAW_RGB\x10\x03\x32\x92\x02\n\rStyleTransfer\x12W\n\nListStyles\x12\".robust_style.v1.ListStylesRequest\x1a#.robust_style.v1.ListStylesResponse\"\x00\x12N\n\x07Stylize\x12\x1f.robust_style.v1.StylizeRequest\x1a .robust_style.v1.StylizeResponse\"\x00\x12X\n\rStylizeStream\x12\x1f.robust_style.v1.StylizeRequest\x1a .robust_style.v1.StylizeResponse\"\x00(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STYLE_METADATAENTRY']._loaded_options = None
   _globals['_STYLE_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_IMAGEFORMAT']._serialized_start=884
-  _globals['_IMAGEFORMAT']._serialized_end=972
+  _globals['_IMAGEFORMAT']._serialized_start=923
+  _globals['_IMAGEFORMAT']._serialized_end=1037
   _globals['_LISTSTYLESREQUEST']._serialized_start=57
   _globals['_LISTSTYLESREQUEST']._serialized_end=76
   _globals['_STYLE']._serialized_start=79
@@ -45,11 +45,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTSTYLESRESPONSE']._serialized_start=344
   _globals['_LISTSTYLESRESPONSE']._serialized_end=404
   _globals['_STYLIZEREQUEST']._serialized_start=407
-  _globals['_STYLIZEREQUEST']._serialized_end=606
-  _globals['_TIMING']._serialized_start=608
-  _globals['_TIMING']._serialized_end=712
-  _globals['_STYLIZERESPONSE']._serialized_start=715
-  _globals['_STYLIZERESPONSE']._serialized_end=882
-  _globals['_STYLETRANSFER']._serialized_start=975
-  _globals['_STYLETRANSFER']._serialized_end=1249
+  _globals['_STYLIZEREQUEST']._serialized_end=645
+  _globals['_TIMING']._serialized_start=647
+  _globals['_TIMING']._serialized_end=751
+  _globals['_STYLIZERESPONSE']._serialized_start=754
+  _globals['_STYLIZERESPONSE']._serialized_end=921
+  _globals['_STYLETRANSFER']._serialized_start=1040
+  _globals['_STYLETRANSFER']._serialized_end=1314
 # @@protoc_insertion_point(module_scope)

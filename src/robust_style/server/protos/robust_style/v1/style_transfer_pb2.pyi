@@ -12,9 +12,11 @@ class ImageFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     IMAGE_FORMAT_UNSPECIFIED: _ClassVar[ImageFormat]
     IMAGE_FORMAT_PNG: _ClassVar[ImageFormat]
     IMAGE_FORMAT_JPEG: _ClassVar[ImageFormat]
+    IMAGE_FORMAT_RAW_RGB: _ClassVar[ImageFormat]
 IMAGE_FORMAT_UNSPECIFIED: ImageFormat
 IMAGE_FORMAT_PNG: ImageFormat
 IMAGE_FORMAT_JPEG: ImageFormat
+IMAGE_FORMAT_RAW_RGB: ImageFormat
 
 class ListStylesRequest(_message.Message):
     __slots__ = ()
@@ -58,7 +60,7 @@ class ListStylesResponse(_message.Message):
     def __init__(self, styles: _Optional[_Iterable[_Union[Style, _Mapping]]] = ...) -> None: ...
 
 class StylizeRequest(_message.Message):
-    __slots__ = ("style", "image", "strength", "preserve_color", "max_side", "format", "quality", "id")
+    __slots__ = ("style", "image", "strength", "preserve_color", "max_side", "format", "quality", "id", "raw_width", "raw_height")
     STYLE_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     STRENGTH_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +69,8 @@ class StylizeRequest(_message.Message):
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
+    RAW_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    RAW_HEIGHT_FIELD_NUMBER: _ClassVar[int]
     style: str
     image: bytes
     strength: float
@@ -75,7 +79,9 @@ class StylizeRequest(_message.Message):
     format: ImageFormat
     quality: int
     id: str
-    def __init__(self, style: _Optional[str] = ..., image: _Optional[bytes] = ..., strength: _Optional[float] = ..., preserve_color: _Optional[bool] = ..., max_side: _Optional[int] = ..., format: _Optional[_Union[ImageFormat, str]] = ..., quality: _Optional[int] = ..., id: _Optional[str] = ...) -> None: ...
+    raw_width: int
+    raw_height: int
+    def __init__(self, style: _Optional[str] = ..., image: _Optional[bytes] = ..., strength: _Optional[float] = ..., preserve_color: _Optional[bool] = ..., max_side: _Optional[int] = ..., format: _Optional[_Union[ImageFormat, str]] = ..., quality: _Optional[int] = ..., id: _Optional[str] = ..., raw_width: _Optional[int] = ..., raw_height: _Optional[int] = ...) -> None: ...
 
 class Timing(_message.Message):
     __slots__ = ("decode_ms", "queue_ms", "inference_ms", "encode_ms", "total_ms")
