@@ -31,6 +31,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--name", default=None,
                    help="style name stored in the file (default: the training run's name)")
     p.add_argument("--description", default="", help="free text stored in the file")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--style", default=None, metavar="NAME",
+                       help="of a multi-style run, the style to export (a single-style file)")
+    which.add_argument("--blend", default=None, metavar="NAME:W,NAME:W",
+                       help="of a multi-style run, a blend of its styles: the norms' scales "
+                       "and shifts interpolated with weights summing to 1 (Dumoulin et al. "
+                       "2017), e.g. starry-night:0.7,udnie:0.3")
     p.add_argument("--fp16", action="store_true",
                    help="half-precision weights and activations (instance norms stay fp32); "
                         "for GPUs. Checked: PSNR >= --min-psnr against fp32")
@@ -62,9 +69,11 @@ def _run(args: argparse.Namespace) -> int:
         export_style_model,
     )
     from robust_style.export.verify import DEFAULT_SIZES, parse_sizes
+    from robust_style.transformer_net.artifact import parse_blend
 
     sizes = parse_sizes(args.verify_sizes) if args.verify_sizes else DEFAULT_SIZES
-    opts = ExportOptions(
+    mix = {args.style: 1.0} if args.style else parse_blend(args.blend) if args.blend else None
+    opts = ExportOptions(mix=mix,
         source=args.source, output=args.output, name=args.name, fp16=args.fp16,
         opset=args.opset, triton_repo=args.triton_repo, triton_max_batch=args.triton_max_batch,
         force=args.force, trust_checkpoint=args.trust_checkpoint, sizes=sizes,

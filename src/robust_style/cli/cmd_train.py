@@ -1,4 +1,5 @@
-"""``robust-style train``: one artwork + a folder of photos -> one style network."""
+"""``robust-style train`` (artworks + photos -> a style network) and ``robust-style adapt``
+(a new artwork learnt by a trained network's instance norms alone): one set of options."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from typing import Any
 from robust_style.cli.options import add_trust_checkpoint
 from robust_style.transformer_net.arch import ARCH_PRESETS
 
-__all__ = ["register"]
+__all__ = ["register", "register_adapt"]
 
 # Options whose value is copied into TrainConfig under the same name.
 _FIELDS = (
-    "style", "content", "out", "backbone", "backbone_weights", "trust_checkpoint", "name",
+    "norms_only", "style", "content", "out", "backbone", "backbone_weights", "trust_checkpoint", "name",
     "image_size", "style_size", "batch_size", "lr", "epochs", "max_steps", "max_minutes",
     "content_weight",
     "style_weight", "tv_weight", "style_layers", "content_layer", "pooling", "seed", "device",
@@ -38,13 +39,39 @@ def _layers(text: str) -> tuple[str, ...]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train", help="train a style network for one artwork",
+        "train", help="train a style network for one artwork (or one for several)",
         description="Train a feed-forward style network (Johnson et al. 2016) for one artwork "
-        "with a perceptual loss from a robust ResNet-50 or VGG. Every option left out takes "
-        "its default; with --resume, the resumed run's value.",
+        "with a perceptual loss from a robust ResNet-50 or VGG. Several --style images train "
+        "one multi-style network (Dumoulin et al. 2017: a scale and shift per style in every "
+        "instance norm); export picks a style or a blend of them. Every option left out "
+        "takes its default; with --resume, the resumed run's value.",
         argument_default=None,
     )
-    p.add_argument("--style", metavar="IMAGE", help="the artwork (JPEG/PNG/WebP)")
+    p.add_argument("--style", metavar="IMAGE", action="append",
+                   help="the artwork (JPEG/PNG/WebP); repeat it for a multi-style network, "
+                   "each style named after its file")
+    _add_options(p, adapt=False)
+    p.set_defaults(handler=_run)
+
+
+def register_adapt(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "adapt", help="learn a new artwork by training only a base network's norms",
+        description="Learn a new artwork from a trained BASE network (a multi-style run or "
+        "a single-style one) by training only its instance-norm scales and shifts (about "
+        "3.2 k numbers for Johnson's network); every convolution stays the base's "
+        "(Dumoulin et al. 2017). Norms start at the mean of the base's styles. Writes an "
+        "ordinary run: samples, checkpoints, --resume, export, as train.",
+        argument_default=None,
+    )
+    p.add_argument("base", metavar="BASE",
+                   help="the base network: a run folder, its style_model.pt or an exported .onnx")
+    p.add_argument("--style", metavar="IMAGE", action="append", help="the new artwork")
+    _add_options(p, adapt=True)
+    p.set_defaults(handler=_run_adapt)
+
+
+def _add_options(p: argparse.ArgumentParser, *, adapt: bool) -> None:
     p.add_argument("--content", metavar="DIR", help="folder of training photos (recursive)")
     p.add_argument("--out", metavar="RUN_DIR", required=True, help="run folder to write")
     p.add_argument("--resume", action="store_true", default=False,
@@ -53,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="loss network: robust-resnet50 (default), resnet50, vgg16, vgg16-caffe, "
                    "vgg19, vgg19-caffe, alexnet, or a name from `robust-style weights list`")
     p.add_argument("--backbone-weights", metavar="FILE", help="the loss network's checkpoint")
-    add_trust_checkpoint(p, "--backbone-weights", default=None)
+    add_trust_checkpoint(p, "--backbone-weights" + (" and BASE" if adapt else ""), default=None)
     p.add_argument("--name", help="style name (default: the artwork's file name)")
     p.add_argument("--image-size", type=int, help="training crop size (default 256)")
     p.add_argument("--style-size", type=int, help="style image shorter side (default: image size)")
@@ -91,17 +118,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-checkpoints", type=int, metavar="K", help="checkpoints kept (3)")
     p.add_argument("--sample-image", metavar="IMAGE",
                    help="photo stylised for the samples (default: one held out of --content)")
-    p.add_argument("--temporal-weight", type=float, metavar="W",
-                   help="weight of the temporal-stability regulariser (Wang et al. 2020: "
-                   "stylise(warp(x) + noise) vs warp(stylise(x))); 0 = off (default)")
-    p.add_argument("--arch", metavar="NAME",
-                   help="network architecture preset: " + ", ".join(ARCH_PRESETS) +
-                   " (default johnson: Johnson et al. 2016; the others are smaller and "
-                   "faster, docs/realtime.md)")
-    p.add_argument("--init-from", metavar="RUN_OR_MODEL",
-                   help="start from this style network's weights (run folder, .pt, or an "
-                   "exported .onnx) to fine-tune it; the optimiser starts fresh")
-    p.set_defaults(handler=_run)
+    if not adapt:
+        p.add_argument("--temporal-weight", type=float, metavar="W",
+                       help="weight of the temporal-stability regulariser (Wang et al. 2020: "
+                       "stylise(warp(x) + noise) vs warp(stylise(x))); 0 = off (default)")
+        p.add_argument("--arch", metavar="NAME",
+                       help="network architecture preset: " + ", ".join(ARCH_PRESETS) +
+                       " (default johnson: Johnson et al. 2016; the others are smaller and "
+                       "faster, docs/realtime.md)")
+        p.add_argument("--init-from", metavar="RUN_OR_MODEL",
+                       help="start from this style network's weights (run folder, .pt, or an "
+                       "exported .onnx) to fine-tune it; the optimiser starts fresh")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -109,7 +136,14 @@ def _run(args: argparse.Namespace) -> int:
     from robust_style.transformer_net.config import TrainConfig
     from robust_style.transformer_net.train import train
 
-    given: dict[str, Any] = {k: getattr(args, k) for k in _FIELDS if getattr(args, k) is not None}
+    given: dict[str, Any] = {k: getattr(args, k) for k in _FIELDS
+                             if getattr(args, k, None) is not None}
+    if "style" in given:
+        styles = tuple(given["style"])
+        given["style"] = styles[0] if len(styles) == 1 else styles
+        if len(styles) > 1 and args.name:
+            raise UserError("--name names a single-style network; the styles of a "
+                            "multi-style one are named after their files")
     if args.resume:
         result = train(TrainConfig(style=given.get("style", ""), content=given.get("content", ""),
                                    out=args.out), resume=True, overrides=given)
@@ -123,3 +157,12 @@ def _run(args: argparse.Namespace) -> int:
 
     sys.stdout.write(f"style model: {result.style_model} ({result.steps} steps)\n")
     return 0
+
+
+def _run_adapt(args: argparse.Namespace) -> int:
+    args.init_from, args.norms_only = args.base, True
+    if args.style and len(args.style) > 1:
+        from robust_style.errors import UserError
+
+        raise UserError("adapt learns one artwork at a time: give one --style")
+    return _run(args)

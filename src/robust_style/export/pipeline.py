@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,8 @@ class ExportOptions:
     min_psnr: float = FP16_MIN_PSNR
     description: str = ""
     progress: bool = True
+    #: Of a multi-style run: ``{style: 1}`` or a blend ``{a: 0.7, b: 0.3}``.
+    mix: Mapping[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -105,8 +108,10 @@ def export_style_model(opts: ExportOptions) -> ExportResult:
     precision = "fp16" if opts.fp16 else "fp32"
     bar = tqdm(total=4, desc="load", unit="step", disable=not opts.progress, leave=False)
     try:
-        style = load_style_model(opts.source, trust=opts.trust_checkpoint)
-        name = opts.name or default_name(style.meta, style.source)
+        style = load_style_model(opts.source, trust=opts.trust_checkpoint, mix=opts.mix)
+        mix = style.meta.get("mix") or {}
+        blend = "-".join(f"{n}{round(100 * w)}" for n, w in mix.items()) if len(mix) > 1 else ""
+        name = opts.name or default_name({"name": blend} if blend else style.meta, style.source)
         entry = opts.triton_repo / name if opts.triton_repo is not None else None
         if entry is not None and entry.exists() and not opts.force:
             raise UserError(f"{entry} already exists; pass --force to replace it")

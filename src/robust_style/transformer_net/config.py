@@ -54,9 +54,14 @@ AUTO_RATIOS = (1.0, 3.0, 0.001)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines a training run; stored in every checkpoint."""
+    """Everything that defines a training run; stored in every checkpoint.
 
-    style: str
+    ``style`` is one artwork, or several for one multi-style network (conditional
+    instance norm, Dumoulin et al. 2017). ``norms_only`` trains only the instance norms'
+    scales and shifts of the ``init_from`` network (``robust-style adapt``).
+    """
+
+    style: str | tuple[str, ...]
     content: str
     out: str
     backbone: str = "robust-resnet50"
@@ -92,6 +97,12 @@ class TrainConfig:
     channels_last: bool = True
     temporal_weight: float = 0.0
     init_from: str | None = None
+    norms_only: bool = False
+
+    @property
+    def style_images(self) -> tuple[str, ...]:
+        """The artwork(s), one per style, in the network's style order."""
+        return (self.style,) if isinstance(self.style, str) else tuple(self.style)
 
     def __post_init__(self) -> None:
         checks = [
@@ -116,6 +127,10 @@ class TrainConfig:
             (self.log_interval >= 1, "--log-interval must be >= 1"),
             (self.keep_checkpoints >= 1, "--keep-checkpoints must be >= 1"),
             (self.temporal_weight >= 0, "--temporal-weight must be >= 0"),
+            (not self.norms_only or bool(self.init_from),
+             "training only the normalisation parameters needs a base network (adapt BASE)"),
+            (not self.norms_only or len(self.style_images) == 1,
+             "adapt learns one artwork at a time: give one --style"),
         ]
         for ok, message in checks:
             if not ok:
@@ -144,8 +159,8 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
-        for key in ("style_layers", "net_channels"):
-            if kwargs.get(key) is not None:
+        for key in ("style_layers", "net_channels", "style"):
+            if isinstance(kwargs.get(key), list):
                 kwargs[key] = tuple(kwargs[key])
         return cls(**kwargs)
 

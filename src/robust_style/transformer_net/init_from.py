@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -28,13 +29,15 @@ __all__ = ["load_initial_net"]
 log = logging.getLogger(__name__)
 
 
-def load_initial_net(source: str | Path, *, trust: bool = False) -> TransformerNet:
-    """The style network stored in ``source`` (run folder, ``.pt`` or ``.onnx``)."""
+def load_initial_net(source: str | Path, *, trust: bool = False,
+                     mix: Mapping[str, float] | Literal["mean"] | None = None) -> TransformerNet:
+    """The style network stored in ``source`` (run folder, ``.pt`` or ``.onnx``); of a
+    multi-style one, the style or blend ``mix`` (``load_style_model``)."""
     path = Path(source)
     if path.suffix.lower() == ".onnx":
         net = _from_onnx(path)
     else:
-        net = load_style_model(path, trust=trust).net
+        net = load_style_model(path, trust=trust, mix=mix).net
     log.info("initial weights from %s", path)
     return net
 

@@ -14,6 +14,14 @@ The two stride-2 convolutions need sides divisible by 4, so the input is
 replicate-padded up to a multiple of 4 and the output is cropped back: the output has
 exactly the input's height and width, odd sizes included. The smallest side accepted is
 ``MIN_SIDE`` (8 px; the 9x9 reflection padding needs more than 4 px).
+
+**Several styles in one network** (Dumoulin, Shlens and Kudlur, "A learned representation
+for artistic style", ICLR 2017): every convolution is shared and each style has its own
+instance-norm scale and shift, a :class:`ConditionalInstanceNorm2d` whose ``weight`` and
+``bias`` are ``(styles, C)`` stacks of the single-style ``(C,)`` vectors, under the same
+state-dict keys. :func:`make_multistyle` turns a network into one, :func:`set_style`
+picks the style that runs, and :func:`single_style` gives back an ordinary network whose
+norms are one style's rows or a convex blend of them (the paper's style interpolation).
 """
 
 from __future__ import annotations
@@ -25,7 +33,8 @@ from torch import nn
 from robust_style import contract
 from robust_style.transformer_net.arch import TransformerNetConfig
 
-__all__ = ["TransformerNet", "TransformerNetConfig"]
+__all__ = ["ConditionalInstanceNorm2d", "TransformerNet", "TransformerNetConfig",
+           "make_multistyle", "norm_keys", "set_style", "single_style", "style_count"]
 
 
 def _keep_format(y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -173,3 +182,69 @@ class TransformerNet(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+class ConditionalInstanceNorm2d(nn.InstanceNorm2d):
+    """Instance norm with one scale and shift per style (Dumoulin et al. 2017):
+    ``weight``/``bias`` are ``(styles, C)``; the row ``style`` is used."""
+
+    def __init__(self, num_features: int, styles: int, eps: float = 1e-5) -> None:
+        super().__init__(num_features, eps=eps, affine=True)
+        self.weight = nn.Parameter(torch.ones(styles, num_features))
+        self.bias = nn.Parameter(torch.zeros(styles, num_features))
+        self.style = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.instance_norm(x, weight=self.weight[self.style], bias=self.bias[self.style],
+                               eps=self.eps)
+
+
+def norm_keys(net: nn.Module) -> list[str]:
+    """State-dict keys of the instance norms' scales and shifts, in network order."""
+    return [f"{name}.{p}" for name, m in net.named_modules()
+            if isinstance(m, nn.InstanceNorm2d) for p in ("weight", "bias")]
+
+
+def style_count(net: nn.Module) -> int:
+    """How many styles ``net`` holds (1 for an ordinary network)."""
+    return next((int(m.weight.shape[0]) for m in net.modules()
+                 if isinstance(m, ConditionalInstanceNorm2d)), 1)
+
+
+def make_multistyle(net: TransformerNet, styles: int) -> TransformerNet:
+    """``net`` with every instance norm made conditional on ``styles`` styles, each
+    starting from ``net``'s own scale and shift (in place; returned for chaining)."""
+    for parent in list(net.modules()):
+        for key, child in list(parent.named_children()):
+            if isinstance(child, nn.InstanceNorm2d) and \
+                    not isinstance(child, ConditionalInstanceNorm2d):
+                cin = ConditionalInstanceNorm2d(child.num_features, styles, child.eps)
+                with torch.no_grad():
+                    cin.weight.copy_(child.weight.detach().expand(styles, -1))
+                    cin.bias.copy_(child.bias.detach().expand(styles, -1))
+                setattr(parent, key, cin.to(child.weight.device))
+    return net
+
+
+def set_style(net: nn.Module, index: int) -> None:
+    """Run style ``index`` of a multi-style network from now on."""
+    for m in net.modules():
+        if isinstance(m, ConditionalInstanceNorm2d):
+            m.style = index
+
+
+def single_style(net: TransformerNet, mix: torch.Tensor) -> TransformerNet:
+    """An ordinary network whose norms are ``mix @ rows`` of ``net``'s (``mix``: one
+    weight per style; one-hot picks a style, a convex mix blends them); every other
+    weight is ``net``'s, copied exactly."""
+    plain = TransformerNet(net.config)
+    norms = set(norm_keys(plain))
+    state = {}
+    for key, value in net.state_dict().items():
+        if key in norms and value.dim() == 2:
+            state[key] = (mix.to(value) @ value) if int(mix.count_nonzero()) != 1 \
+                else value[int(mix.argmax())].clone()
+        else:
+            state[key] = value.clone()
+    plain.load_state_dict(state, strict=True)
+    return plain

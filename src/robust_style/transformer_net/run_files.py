@@ -7,6 +7,7 @@ leaves no half-written file.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,6 +18,7 @@ from PIL import Image
 from robust_style.fileio import atomic_write_text
 from robust_style.imageio import save_image
 from robust_style.transformer_net.artifact import CHECKPOINT_DIR, STYLE_MODEL_FILE, save_style_model
+from robust_style.transformer_net.model import set_style
 from robust_style.transformer_net.resume import get_rng
 from robust_style.transformer_net.samples import make_grid, tensor_to_image
 
@@ -38,15 +40,19 @@ class RunFiles:
 
     ``meta`` is what every saved model carries (name, backbone and artwork identity,
     precision, ...); ``steps``, ``config`` and ``created`` are added at each save.
+    ``style_images``: one artwork, or one per style of a multi-style network (whose
+    names are ``meta["styles"]``), each sampled on its own.
     """
 
     def __init__(self, run: Path, meta: dict[str, Any], keep_checkpoints: int,
-                 sample_x: torch.Tensor | None, style_image: Image.Image) -> None:
+                 sample_x: torch.Tensor | None,
+                 style_images: Image.Image | Sequence[Image.Image]) -> None:
         self.run = run
         self.meta = dict(meta)
         self.keep = keep_checkpoints
         self.sample_x = sample_x
-        self.style_image = style_image
+        self.style_images = ([style_images] if isinstance(style_images, Image.Image)
+                             else list(style_images))
 
     def prepare(self) -> None:
         (self.run / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
@@ -70,15 +76,20 @@ class RunFiles:
         return path
 
     def save_sample(self, step: int, net: torch.nn.Module) -> None:
-        """``samples/step-N.png`` (the sample photo stylised) and ``-grid.png``."""
+        """``samples/step-N.png`` (the sample photo stylised) and ``-grid.png``; of a
+        multi-style network, ``step-N-STYLE.png`` and its grid for each style."""
         if self.sample_x is None:
             return
-        with torch.no_grad():
-            y = net(self.sample_x)
-        out = tensor_to_image(y)
-        save_image(out, self.run / "samples" / f"step-{step:08d}.png")
-        grid = make_grid([tensor_to_image(self.sample_x), self.style_image, out])
-        save_image(grid, self.run / "samples" / f"step-{step:08d}-grid.png")
+        names = self.meta.get("styles") or [""]
+        for index, (name, style_image) in enumerate(zip(names, self.style_images, strict=True)):
+            set_style(net, index)
+            with torch.no_grad():
+                y = net(self.sample_x)
+            out = tensor_to_image(y)
+            stem = f"step-{step:08d}" + (f"-{name}" if name else "")
+            save_image(out, self.run / "samples" / f"{stem}.png")
+            grid = make_grid([tensor_to_image(self.sample_x), style_image, out])
+            save_image(grid, self.run / "samples" / f"{stem}-grid.png")
 
     def save_final(self, step: int, config: RunConfig, net: torch.nn.Module) -> Path:
         """``style_model.pt`` (what ``export`` reads) and ``config.json``."""

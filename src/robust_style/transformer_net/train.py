@@ -1,6 +1,11 @@
-"""Train one style network per artwork (Johnson et al. 2016).
+"""Train one style network per artwork (Johnson et al. 2016), or one for several.
 
-One artwork and a folder of photos in, one style network out. The loss is the
+One artwork and a folder of photos in, one style network out. Several artworks give one
+multi-style network (Dumoulin et al. 2017: shared convolutions, a scale and shift per
+style in every instance norm); each step trains one style, in turn (step ``i`` trains
+style ``i mod n``, so a resumed run continues the same schedule). With ``norms_only``
+(``robust-style adapt``) only the instance norms of the ``init_from`` network learn, a
+new artwork in a fraction of a full run's time (Dumoulin et al., Section 4). The loss is the
 perceptual loss of a frozen loss network (:mod:`robust_style.perceptual`); by default
 an adversarially robust ResNet-50 (Nakano 2019), or the VGG-16 Johnson et al. used.
 
@@ -56,7 +61,7 @@ from robust_style.transformer_net.data import (
 )
 from robust_style.transformer_net.fastpath import compile_step, to_channels_last, wants_compile
 from robust_style.transformer_net.init_from import load_initial_net
-from robust_style.transformer_net.model import TransformerNet
+from robust_style.transformer_net.model import TransformerNet, make_multistyle, norm_keys, set_style
 from robust_style.transformer_net.resume import (
     check_same_inputs,
     load_resume_state,
@@ -137,13 +142,18 @@ class _Trainer:
         if spec.needs_weights and weights_path is None:
             raise UserError(f"backbone {self.arch} needs --backbone-weights FILE "
                             f"(or a registry name: robust-style weights list)")
-        style_path = Path(config.style)
-        if not style_path.is_file():
-            raise UserError(f"style image not found: {style_path}")
-        style_sha = sha256_file(style_path)  # no memo in the weights cache for a painting
+        style_paths = [Path(p) for p in config.style_images]
+        for style_path in style_paths:
+            if not style_path.is_file():
+                raise UserError(f"style image not found: {style_path}")
+        self.styles = [p.stem for p in style_paths] if len(style_paths) > 1 else []
+        if len(set(self.styles)) != len(self.styles):
+            raise UserError("two --style images have the same file name; each style is "
+                            "named after its file, so rename one")
+        style_sha = ",".join(sha256_file(p) for p in style_paths)
         backbone_sha = file_sha256(weights_path) if weights_path else ""
         if state is not None:
-            check_same_inputs(state, style_path, style_sha, backbone_sha)
+            check_same_inputs(state, style_paths[0], style_sha, backbone_sha)
         self.config = config = with_default_weights(config, self.arch)
         log.info("training on %s, precision %s", self.device, config.precision)
 
@@ -160,33 +170,43 @@ class _Trainer:
 
         torch.manual_seed(config.seed + dctx.rank)
         random.seed(config.seed + dctx.rank)
-        self._build_model(weights_path, style_path, spec.style_layers, spec.content_layer,
+        self._build_model(weights_path, style_paths, spec.style_layers, spec.content_layer,
                           extra_terms)
         sample_x = (load_image_tensor(sample_path, max(config.image_size, 256)).to(self.device)
                     if sample_path is not None else None)
-        self.files = RunFiles(Path(config.out), {
-            "name": config.name or style_path.stem, "backbone": config.backbone,
+        meta: dict[str, Any] = {
+            "name": config.name or (f"{len(self.styles)}-styles" if self.styles
+                                    else style_paths[0].stem),
+            "backbone": config.backbone,
             "backbone_arch": self.arch, "backbone_weights": str(weights_path or ""),
-            "backbone_sha256": backbone_sha, "style_image": str(style_path),
+            "backbone_sha256": backbone_sha,
+            "style_image": ", ".join(str(p) for p in style_paths),
             "style_image_sha256": style_sha, "package_version": __version__,
             "sample_image": str(sample_path or ""), "precision": config.precision,
-        }, config.keep_checkpoints, sample_x, tensor_to_image(self.style_img))
+        }
+        if self.styles:
+            meta["styles"] = self.styles
+            meta["style_images"] = [str(p) for p in style_paths]
+        self.files = RunFiles(Path(config.out), meta, config.keep_checkpoints, sample_x,
+                              [tensor_to_image(img) for img in self.style_imgs])
 
-    def _build_model(self, weights_path: Path | None, style_path: Path,
+    def _build_model(self, weights_path: Path | None, style_paths: Sequence[Path],
                      default_style_layers: Sequence[str], default_content_layer: str,
                      extra_terms: Sequence[LossTerm]) -> None:
         config, device, state = self.config, self.device, self.state
         loss_net = build_loss_network(self.arch, weights_path, pooling=config.pooling,
                                       trust=config.trust_checkpoint, device=device)
-        self.style_img = load_image_tensor(style_path, config.style_size or config.image_size
-                                           ).to(device)
-        # The artwork's Gram matrices are computed here, once (also for `auto` weights).
-        self.criterion = PerceptualLoss(
-            loss_net, self.style_img, loss_weights(config),
-            tuple(config.style_layers or default_style_layers),
-            config.content_layer or default_content_layer)
+        self.style_imgs = [load_image_tensor(p, config.style_size or config.image_size).to(device)
+                           for p in style_paths]
+        # Each artwork's Gram matrices are computed here, once (also for `auto` weights).
+        self.criteria = [PerceptualLoss(
+            loss_net, img, loss_weights(config), tuple(config.style_layers or default_style_layers),
+            config.content_layer or default_content_layer) for img in self.style_imgs]
+        self.criterion = self.criteria[0]
         if config.init_from and state is None:  # fine-tuning: start from its weights
-            self.net = load_initial_net(config.init_from, trust=config.trust_checkpoint).to(device)
+            # A multi-style base starts every norm at the mean of its styles.
+            self.net = load_initial_net(config.init_from, trust=config.trust_checkpoint,
+                                        mix="mean").to(device)
             net_config = self.net.config
             # The preset it is, up to widths and block count (kept as overrides).
             arch = next((n for n, p in ARCH_PRESETS.items() if p.replace(
@@ -199,9 +219,16 @@ class _Trainer:
                                                   net_residual=net_config.num_residual)
         else:
             self.net = TransformerNet(config.net_config()).to(device)
+        if self.styles:
+            make_multistyle(self.net, len(self.styles))
         if config.channels_last:
             to_channels_last(self.net, loss_net)
-        opt = torch.optim.Adam(self.net.parameters(), lr=config.lr)
+        if config.norms_only:  # adapt: every convolution stays the base's, bit for bit
+            norms = set(norm_keys(self.net))
+            for key, param in self.net.named_parameters():
+                param.requires_grad_(key in norms)
+        opt = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad],
+                               lr=config.lr)
         self.scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
         if state is not None:
             self.net.load_state_dict(state["state_dict"])
@@ -252,6 +279,11 @@ class _Trainer:
                 config = self.config = balance_weights(
                     config, self.criterion, self.net, self.step_fn.to_device(batch), dctx,
                     self.device)
+                for criterion in self.criteria:  # the same weights for every style
+                    criterion.weights = self.criterion.weights
+            if self.styles:  # one style a step, in turn
+                set_style(self.net, step % len(self.styles))
+                self.step_fn.criterion = self.criteria[step % len(self.styles)]
             window.add(self.step_fn(batch))
             step += 1
             bar.update(1)
