@@ -40,7 +40,7 @@ from robust_style.cli import main as cli_main
 from robust_style.evaluate import EvalConfig, JudgeWeights, evaluate
 from robust_style.imageio import load_rgb, save_image
 from robust_style.transformer_net import load_style_model
-from robust_style.transformer_net.samples import make_grid
+from robust_style.transformer_net.run_files import make_grid
 
 log = logging.getLogger("bench_adapt")
 STYLES = SHARED / "images" / "styles"
@@ -180,7 +180,7 @@ def _chart(report: dict, path: Path) -> None:
 
 def _stylise(net: torch.nn.Module, photo: Path, size: int) -> Image.Image:
     from robust_style.transformer_net.data import load_image_tensor
-    from robust_style.transformer_net.samples import tensor_to_image
+    from robust_style.transformer_net.run_files import tensor_to_image
 
     with torch.no_grad():
         return tensor_to_image(net.eval()(load_image_tensor(photo, size)))

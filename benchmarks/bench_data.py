@@ -3,7 +3,7 @@
 Builds the training data loader exactly as ``robust-style train`` does
 (:func:`~robust_style.transformer_net.data.make_loader` over an
 :class:`~robust_style.transformer_net.data.ImageFolderDataset` and the run's
-:class:`~robust_style.transformer_net.sampler.StepSampler`) and consumes batches with a
+:class:`~robust_style.transformer_net.data.StepSampler`) and consumes batches with a
 stand-in for the step that takes ``--step-s`` seconds without using the CPU (a sleep), so
 what is measured is only the loader: the time ``next(loader)`` blocks per step. With
 ``--workers 0`` that is the full cost of decoding, resizing and cropping a batch on the
@@ -27,8 +27,12 @@ from pathlib import Path
 
 from machine import cpu_model
 
-from robust_style.transformer_net.data import ImageFolderDataset, find_images, make_loader
-from robust_style.transformer_net.sampler import StepSampler
+from robust_style.transformer_net.data import (
+    ImageFolderDataset,
+    StepSampler,
+    find_images,
+    make_loader,
+)
 
 _SKIMAGE = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
 

@@ -39,9 +39,13 @@ from reference_loop import ReferenceStep, ReferenceVGG16
 
 from robust_style.perceptual import BACKBONES, LossWeights, PerceptualLoss, build_loss_network
 from robust_style.transformer_net import TransformerNet
-from robust_style.transformer_net.fastpath import compile_step, to_channels_last, wants_compile
 from robust_style.transformer_net.runtime import cpu_has_native_bf16, resolve_precision
-from robust_style.transformer_net.step import TrainStep
+from robust_style.transformer_net.step import (
+    TrainStep,
+    compile_step,
+    to_channels_last,
+    wants_compile,
+)
 
 
 def reference_step(size: int, device: torch.device) -> Callable[[torch.Tensor], object]:

@@ -32,8 +32,12 @@ from torch.utils.data import DataLoader
 
 from robust_style.cli import main as cli_main
 from robust_style.transformer_net.config import DEFAULT_LOSS_WEIGHTS
-from robust_style.transformer_net.data import ImageFolderDataset, find_images, load_image_tensor
-from robust_style.transformer_net.sampler import StepSampler
+from robust_style.transformer_net.data import (
+    ImageFolderDataset,
+    StepSampler,
+    find_images,
+    load_image_tensor,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ROBUST_STYLE_SHARED", REPO.parent / "shared"))

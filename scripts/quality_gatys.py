@@ -31,7 +31,7 @@ from robust_style.evaluate import Judges
 from robust_style.imageio import list_images
 from robust_style.perceptual import BACKBONES, build_loss_network
 from robust_style.perceptual.weights import resolve_backbone
-from robust_style.transformer_net.samples import make_grid, tensor_to_image
+from robust_style.transformer_net.run_files import make_grid, tensor_to_image
 
 BACKBONE_RUNS = (("vgg16-caffe", None), ("vgg19-caffe", None), ("alexnet-features", None),
                  ("resnet50", "random"))

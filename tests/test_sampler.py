@@ -1,6 +1,6 @@
 """The training sample stream: rank-disjoint, reproducible, resumable by samples seen."""
 
-from robust_style.transformer_net.sampler import StepSampler
+from robust_style.transformer_net.data import StepSampler
 
 
 def stream(**kw) -> list[tuple[int, int]]:

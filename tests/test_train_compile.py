@@ -21,8 +21,7 @@ from robust_style.cli import main
 from robust_style.perceptual import LossWeights, PerceptualLoss, build_loss_network
 from robust_style.perceptual.backbones import BACKBONES
 from robust_style.transformer_net import TransformerNet
-from robust_style.transformer_net.fastpath import compile_step
-from robust_style.transformer_net.step import TrainStep
+from robust_style.transformer_net.step import TrainStep, compile_step
 
 CPU = torch.device("cpu")
 FAILING_BACKEND = "robust_style_test_failing"

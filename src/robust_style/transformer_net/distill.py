@@ -51,9 +51,14 @@ from robust_style.transformer_net.artifact import (
 )
 from robust_style.transformer_net.data import find_images
 from robust_style.transformer_net.model import TransformerNet
-from robust_style.transformer_net.resume import load_resume_state, set_rng
-from robust_style.transformer_net.run_files import RunFiles
-from robust_style.transformer_net.runlog import CsvLog, LossWindow, log_fields
+from robust_style.transformer_net.run_files import (
+    CsvLog,
+    LossWindow,
+    RunFiles,
+    load_resume_state,
+    log_fields,
+    set_rng,
+)
 from robust_style.transformer_net.runtime import autocast, resolve_precision
 
 __all__ = ["DistillConfig", "DistillResult", "LOSSES", "distill", "load_teacher"]

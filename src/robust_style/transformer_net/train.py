@@ -21,10 +21,10 @@ Several GPUs: run the same command under ``torchrun``; it trains with
 DistributedDataParallel (NCCL on CUDA, gloo on CPU), each process taking
 ``--batch-size`` images per step, rank 0 writing files.
 
-The pieces: :mod:`.runtime` (processes, device, precision), :mod:`.resume`,
-:mod:`.weighting` (loss weights), :mod:`.step` (one step; extra loss terms plug in
-there), :mod:`.fastpath` (channels_last, torch.compile), :mod:`.runlog` (``log.csv``),
-:mod:`.run_files` (checkpoints, samples, the style model).
+The pieces: :mod:`.runtime` (processes, device, precision), :mod:`.data` (photos and
+their resumable order), :mod:`.weighting` (loss weights), :mod:`.step` (one step, its
+channels_last layout and torch.compile; extra loss terms plug in there),
+:mod:`.run_files` (checkpoints, samples, ``log.csv``, resuming, the style model).
 """
 
 from __future__ import annotations
@@ -55,21 +55,24 @@ from robust_style.transformer_net.artifact import STYLE_MODEL_FILE, latest_check
 from robust_style.transformer_net.config import TrainConfig
 from robust_style.transformer_net.data import (
     ImageFolderDataset,
+    StepSampler,
     find_images,
     load_image_tensor,
     make_loader,
 )
-from robust_style.transformer_net.fastpath import compile_step, to_channels_last, wants_compile
 from robust_style.transformer_net.init_from import load_initial_net
 from robust_style.transformer_net.model import TransformerNet, make_multistyle, norm_keys, set_style
-from robust_style.transformer_net.resume import (
+from robust_style.transformer_net.run_files import (
+    CsvLog,
+    LossWindow,
+    RunFiles,
     check_same_inputs,
     load_resume_state,
+    log_fields,
     merge_resume_config,
     set_rng,
+    tensor_to_image,
 )
-from robust_style.transformer_net.run_files import RunFiles
-from robust_style.transformer_net.runlog import CsvLog, LossWindow, log_fields
 from robust_style.transformer_net.runtime import (
     DistContext,
     broadcast_from_main,
@@ -78,9 +81,13 @@ from robust_style.transformer_net.runtime import (
     setup_distributed,
     teardown_distributed,
 )
-from robust_style.transformer_net.sampler import StepSampler
-from robust_style.transformer_net.samples import tensor_to_image
-from robust_style.transformer_net.step import LossTerm, TrainStep
+from robust_style.transformer_net.step import (
+    LossTerm,
+    TrainStep,
+    compile_step,
+    to_channels_last,
+    wants_compile,
+)
 from robust_style.transformer_net.temporal import TemporalConfig, TemporalTerm
 from robust_style.transformer_net.weighting import (
     balance_weights,
