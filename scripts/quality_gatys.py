@@ -2,7 +2,7 @@
 
     python scripts/quality_gatys.py --photos DIR --artworks A.jpg B.jpg --rf rf.csv --out DIR
 
-1. Gatys et al. optimisation (``robust_style.analysis.gatys``, L-BFGS, the relative loss
+1. Gatys et al. optimisation (``robust_style.analysis.optimize``, L-BFGS, the relative loss
    terms of ``robust-style optimize``) with each backbone's default layers, on the same
    photos and artworks, scored by the judges of ``robust-style evaluate``.
 2. Single-layer style loss (Ilyas et al.'s comment on Nakano 2019) on VGG-16 and AlexNet
@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from robust_style.analysis.gatys import GatysConfig, optimize_image
 from robust_style.analysis.images import load_image
+from robust_style.analysis.optimize import GatysConfig, optimize_image
 from robust_style.evaluate import Judges
 from robust_style.imageio import list_images
 from robust_style.perceptual import BACKBONES, build_loss_network

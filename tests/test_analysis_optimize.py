@@ -10,8 +10,8 @@ import torch
 from conftest import skimage_photo
 from PIL import Image
 
-from robust_style.analysis.gatys import GatysConfig, optimize_image
 from robust_style.analysis.images import load_image
+from robust_style.analysis.optimize import GatysConfig, optimize_image
 from robust_style.cli import main
 from robust_style.perceptual import build_loss_network
 

@@ -2,7 +2,7 @@
 
 * :mod:`~robust_style.analysis.robustness_metric`: layer robustness R(f) (Ilyas et al.,
   Distill 2019), with :mod:`~robust_style.analysis.robustness_report` for table/CSV/chart.
-* :mod:`~robust_style.analysis.gatys`: per-image style transfer by optimisation
+* :mod:`~robust_style.analysis.optimize`: per-image style transfer by optimisation
   (Gatys et al. 2016).
 * :mod:`~robust_style.analysis.backbone_train`: adversarial training of a ResNet-50 loss
   network with MadryLab's ``robustness`` library (optional extra ``robust-style[robustness]``),

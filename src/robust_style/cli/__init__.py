@@ -5,6 +5,22 @@ Each subcommand lives in its own module ``robust_style.cli.cmd_<name>`` exposing
 touches this file. Command modules import heavy libraries (torch, onnxruntime) inside
 their handlers only, so ``--help`` is fast and ``serve`` never imports torch.
 
+Where each command's work lives (the command module only parses and reports):
+
+==============================  ===================================================
+``train``, ``adapt``            :mod:`robust_style.transformer_net.train`
+``distill``                     :mod:`robust_style.transformer_net.distill`
+``export``                      :mod:`robust_style.export.pipeline`
+``serve``, ``styles``, ``demo`` :mod:`robust_style.server` (``app``, ``client``)
+``stylize``                     :mod:`robust_style.server.local` (or a server's client)
+``evaluate``                    :mod:`robust_style.evaluate`
+``tune``                        :mod:`robust_style.evaluate.tune` (runs judged by evaluate)
+``optimize``                    :mod:`robust_style.analysis.optimize` (Gatys et al.)
+``analyze``                     :mod:`robust_style.analysis` (robustness metrics)
+``backbone``                    :mod:`robust_style.analysis.backbone_train`
+``weights``                     :mod:`robust_style.perceptual.weights`
+==============================  ===================================================
+
 A handler returns an exit code. :class:`~robust_style.errors.UserError` becomes one line
 on stderr and exit code 2; Ctrl-C exits 130.
 

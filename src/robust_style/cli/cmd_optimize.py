@@ -76,8 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from robust_style.analysis.gatys import GatysConfig, optimize_image
     from robust_style.analysis.images import load_image, save_image
+    from robust_style.analysis.optimize import GatysConfig, optimize_image
     from robust_style.errors import UserError
     from robust_style.perceptual import BACKBONES, build_loss_network
     from robust_style.perceptual.weights import resolve_backbone
@@ -96,7 +96,8 @@ def _run(args: argparse.Namespace) -> int:
         style_layers = tuple(spec.style_layers)
     content_layer = args.content_layer or spec.content_layer
     content_layer = None if content_layer.lower() == "none" else content_layer
-    unknown = sorted((set(style_layers) | {content_layer} - {None}) - set(spec.layers))
+    wanted = set(style_layers) | ({content_layer} if content_layer is not None else set())
+    unknown = sorted(wanted - set(spec.layers))
     if unknown:
         raise UserError(f"unknown layer(s) {', '.join(map(str, unknown))} for {arch}; choose "
                         f"from {', '.join(spec.layers)}")

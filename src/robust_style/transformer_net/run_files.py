@@ -42,7 +42,7 @@ from robust_style.transformer_net.artifact import (
     save_style_model,
 )
 from robust_style.transformer_net.config import TrainConfig
-from robust_style.transformer_net.model import set_style
+from robust_style.transformer_net.model import TransformerNet, set_style
 
 __all__ = ['CsvLog', 'LossWindow', 'RunConfig', 'RunFiles', 'check_same_inputs', 'get_rng', 'load_resume_state', 'log_fields', 'make_grid', 'merge_resume_config', 'set_rng', 'tensor_to_image']
 
@@ -86,7 +86,7 @@ class RunFiles:
         return {**self.meta, "steps": step, "config": config.to_dict(),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
-    def save_checkpoint(self, step: int, config: RunConfig, net: torch.nn.Module,
+    def save_checkpoint(self, step: int, config: RunConfig, net: TransformerNet,
                         training_state: dict[str, Any]) -> Path:
         """``checkpoints/step-N.pt``: the network, ``training_state`` (optimizer, scaler,
         samples seen) and the RNG states; older checkpoints beyond the kept ones go."""
@@ -113,7 +113,7 @@ class RunFiles:
             grid = make_grid([tensor_to_image(self.sample_x), style_image, out])
             save_image(grid, self.run / "samples" / f"{stem}-grid.png")
 
-    def save_final(self, step: int, config: RunConfig, net: torch.nn.Module) -> Path:
+    def save_final(self, step: int, config: RunConfig, net: TransformerNet) -> Path:
         """``style_model.pt`` (what ``export`` reads) and ``config.json``."""
         path = self.run / STYLE_MODEL_FILE
         save_style_model(path, net, self._meta(step, config))

@@ -110,11 +110,12 @@ class _Objective:
     def __init__(self, net: LossNetwork, cfg: GatysConfig, content: torch.Tensor,
                  style: torch.Tensor) -> None:
         self.net, self.cfg = net, cfg
-        unknown = (set(cfg.style_layers) | ({cfg.content_layer} - {None})) - set(net.layers)
+        content_layers = {cfg.content_layer} if cfg.content_layer is not None else set()
+        unknown = (set(cfg.style_layers) | content_layers) - set(net.layers)
         if unknown:
             raise UserError(f"unknown layer(s) {', '.join(sorted(map(str, unknown)))} for "
                             f"{net.spec.name}; choose from {', '.join(net.layers)}")
-        self.layers = set(cfg.style_layers) | ({cfg.content_layer} - {None})
+        self.layers = set(cfg.style_layers) | content_layers
         with torch.no_grad():
             feats = net(style, cfg.style_layers)
             self.grams = {n: gram_matrix(feats[n]).detach() for n in cfg.style_layers}
@@ -198,7 +199,8 @@ def optimize_image(net: LossNetwork, content: torch.Tensor, style: torch.Tensor,
     bar = tqdm(range(1, cfg.steps + 1), desc=f"optimize ({cfg.optimizer})", unit="step",
                disable=not progress, leave=False)
     for step in bar:
-        loss = float(opt.step(closure).detach())  # the loss at the start of this step
+        # the loss at the start of this step (torch's stub types the closure as -> float)
+        loss = float(opt.step(closure).detach())  # type: ignore[arg-type, attr-defined]
         with torch.no_grad():
             image.clamp_(0.0, 1.0)
         if not math.isfinite(loss):
