@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from robust_style.cli.options import add_trust_checkpoint
+from robust_style.cli.options import add_run_options, add_trust_checkpoint
 from robust_style.transformer_net.arch import ARCH_PRESETS
 
 __all__ = ["register"]
@@ -32,10 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    ".onnx (e.g. the bundled the-scream.onnx)")
     p.add_argument("--arch", metavar="NAME", help="student architecture: " +
                    ", ".join(ARCH_PRESETS) + " (default quarter; docs/realtime.md)")
-    p.add_argument("--content", metavar="DIR", help="folder of photos (recursive)")
-    p.add_argument("--out", metavar="RUN_DIR", required=True, help="run folder to write")
-    p.add_argument("--resume", action="store_true", default=False,
-                   help="continue the run in --out from its newest checkpoint")
+    add_run_options(p, content="folder of photos (recursive)", checkpoint_every=200,
+                    sample_every=200, sample="a content | teacher | student picture",
+                    sample_image="photo for the samples (default: the last of --content; it "
+                    "is then kept out of the crops)")
     p.add_argument("--name", help="style name (default: the teacher's name + '-' + arch)")
     p.add_argument("--image-size", type=int, help="crop side (default 256)")
     p.add_argument("--bank-size", type=int, metavar="N",
@@ -43,22 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, help="crops per step (default 8)")
     p.add_argument("--lr", type=float, help="Adam learning rate (default 2e-3)")
     p.add_argument("--max-steps", type=int, help="steps (default 2000)")
-    p.add_argument("--max-minutes", type=float, metavar="M",
-                   help="also stop (saving the model) after M minutes")
     p.add_argument("--loss", choices=("l1", "l2"), help="pixel loss (default l1)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"),
                    help="auto (default: bf16 where the CPU computes it natively), fp32, bf16")
-    p.add_argument("--checkpoint-interval", type=int, metavar="N",
-                   help="write a checkpoint every N steps (default 200)")
-    p.add_argument("--sample-interval", type=int, metavar="N",
-                   help="write a content | teacher | student picture every N steps "
-                   "(default 200; 0: off)")
-    p.add_argument("--log-interval", type=int, metavar="N", help="log.csv row every N steps (10)")
-    p.add_argument("--keep-checkpoints", type=int, metavar="K", help="checkpoints kept (3)")
-    p.add_argument("--sample-image", metavar="IMAGE",
-                   help="photo for the samples (default: the last of --content; it is then "
-                   "kept out of the crops)")
     add_trust_checkpoint(p, "a TEACHER .pt", default=None)
     p.set_defaults(handler=_run)
 

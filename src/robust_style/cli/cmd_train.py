@@ -7,7 +7,7 @@ import argparse
 import dataclasses
 from typing import Any
 
-from robust_style.cli.options import add_trust_checkpoint
+from robust_style.cli.options import add_run_options, add_trust_checkpoint
 from robust_style.transformer_net.arch import ARCH_PRESETS
 
 __all__ = ["register", "register_adapt"]
@@ -72,10 +72,10 @@ def register_adapt(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_options(p: argparse.ArgumentParser, *, adapt: bool) -> None:
-    p.add_argument("--content", metavar="DIR", help="folder of training photos (recursive)")
-    p.add_argument("--out", metavar="RUN_DIR", required=True, help="run folder to write")
-    p.add_argument("--resume", action="store_true", default=False,
-                   help="continue the run in --out from its newest checkpoint")
+    add_run_options(p, content="folder of training photos (recursive)", checkpoint_every=500,
+                    sample_every=200, sample="a sample picture",
+                    sample_image="photo stylised for the samples (default: one held out of "
+                    "--content)")
     p.add_argument("--backbone", metavar="NAME",
                    help="loss network: robust-resnet50 (default), resnet50, vgg16, vgg16-caffe, "
                    "vgg19, vgg19-caffe, alexnet, or a name from `robust-style weights list`")
@@ -88,9 +88,6 @@ def _add_options(p: argparse.ArgumentParser, *, adapt: bool) -> None:
     p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
     p.add_argument("--epochs", type=int, help="passes over the photos (default 2)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps (overrides epochs)")
-    p.add_argument("--max-minutes", type=float, metavar="M",
-                   help="also stop (saving the model) after M minutes of training; checked "
-                   "every --log-interval steps")
     p.add_argument("--content-weight", type=_weight, help="number or 'auto' (default: per backbone)")
     p.add_argument("--style-weight", type=_weight, help="number or 'auto' (default: per backbone)")
     p.add_argument("--tv-weight", type=_weight, help="number or 'auto' (default: per backbone)")
@@ -110,14 +107,6 @@ def _add_options(p: argparse.ArgumentParser, *, adapt: bool) -> None:
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
                    help="NHWC memory layout for the networks (default on)")
     p.add_argument("--workers", type=int, help="data-loader worker processes (default 2)")
-    p.add_argument("--checkpoint-interval", type=int, metavar="N",
-                   help="write a checkpoint every N steps (default 500)")
-    p.add_argument("--sample-interval", type=int, metavar="N",
-                   help="write a sample picture every N steps (default 200; 0: off)")
-    p.add_argument("--log-interval", type=int, metavar="N", help="log.csv row every N steps (10)")
-    p.add_argument("--keep-checkpoints", type=int, metavar="K", help="checkpoints kept (3)")
-    p.add_argument("--sample-image", metavar="IMAGE",
-                   help="photo stylised for the samples (default: one held out of --content)")
     if not adapt:
         p.add_argument("--temporal-weight", type=float, metavar="W",
                        help="weight of the temporal-stability regulariser (Wang et al. 2020: "

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_command_group", "add_no_progress", "add_trust_checkpoint", "show_progress"]
+__all__ = ["add_command_group", "add_no_progress", "add_run_options", "add_trust_checkpoint",
+           "show_progress"]
 
 
 def add_command_group(subparsers: argparse._SubParsersAction, name: str, *, help: str,
@@ -40,3 +41,24 @@ def add_trust_checkpoint(p: argparse.ArgumentParser, what: str = "the checkpoint
     p.add_argument("--trust-checkpoint", action="store_true", default=default,
                    help=f"allow full unpickling of {what} (runs code in the files: only for "
                         "files from a source you trust)")
+
+
+def add_run_options(p: argparse.ArgumentParser, *, content: str, checkpoint_every: int,
+                    sample_every: int, sample: str, sample_image: str) -> None:
+    """What every command that writes a training run folder takes (``train``, ``adapt``,
+    ``distill``): the photos, the folder, ``--resume``, the time limit and what the run
+    writes when. ``None`` defaults: an option left out keeps the resumed run's value."""
+    p.add_argument("--content", metavar="DIR", help=content)
+    p.add_argument("--out", metavar="RUN_DIR", required=True, help="run folder to write")
+    p.add_argument("--resume", action="store_true", default=False,
+                   help="continue the run in --out from its newest checkpoint")
+    p.add_argument("--max-minutes", type=float, metavar="M",
+                   help="also stop (saving the model) after M minutes of training; checked "
+                   "every --log-interval steps")
+    p.add_argument("--checkpoint-interval", type=int, metavar="N",
+                   help=f"write a checkpoint every N steps (default {checkpoint_every})")
+    p.add_argument("--sample-interval", type=int, metavar="N",
+                   help=f"write {sample} every N steps (default {sample_every}; 0: off)")
+    p.add_argument("--log-interval", type=int, metavar="N", help="log.csv row every N steps (10)")
+    p.add_argument("--keep-checkpoints", type=int, metavar="K", help="checkpoints kept (3)")
+    p.add_argument("--sample-image", metavar="IMAGE", help=sample_image)
