@@ -175,3 +175,14 @@ def test_bad_input_is_one_line_and_exit_2(base_run: Path, tmp_path: Path, shared
                     "same file name")
     for made in ("a1", "a2", "a3", "t1", "t2"):
         assert not (tmp_path / made / "style_model.pt").exists()
+
+
+def test_adapt_from_a_bundled_style_by_name(tmp_path: Path, shared_vgg16: Path,
+                                            shared_udnie: Path, photo_dir: Path) -> None:
+    """After install, the bundled style is a base: ``adapt the-scream ...``."""
+    run = tmp_path / "from-bundled"
+    assert main(["-q", "adapt", "the-scream", "--style", str(shared_udnie), "--out", str(run),
+                 *_tiny(shared_vgg16, photo_dir), "--image-size", "32", "--max-steps", "1"]) == 0
+    adapted = load_style_model(run)
+    assert adapted.meta["config"]["init_from"].endswith("the-scream.onnx")
+    assert adapted.net.config == TransformerNetConfig()  # the bundled style's network

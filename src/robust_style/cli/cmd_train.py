@@ -65,7 +65,8 @@ def register_adapt(sub: argparse._SubParsersAction) -> None:
         argument_default=None,
     )
     p.add_argument("base", metavar="BASE",
-                   help="the base network: a run folder, its style_model.pt or an exported .onnx")
+                   help="the base network: a run folder, its style_model.pt, an exported "
+                   ".onnx, or the name of a bundled style (e.g. the-scream)")
     p.add_argument("--style", metavar="IMAGE", action="append", help="the new artwork")
     _add_options(p, adapt=True)
     p.set_defaults(handler=_run_adapt)
@@ -149,6 +150,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_adapt(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from robust_style.cli.cmd_serve import default_models_dir
+
+    bundled = default_models_dir() / f"{args.base}.onnx"
+    if not Path(args.base).exists() and bundled.is_file():
+        args.base = str(bundled)
     args.init_from, args.norms_only = args.base, True
     if args.style and len(args.style) > 1:
         from robust_style.errors import UserError
