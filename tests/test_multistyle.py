@@ -178,11 +178,15 @@ def test_bad_input_is_one_line_and_exit_2(base_run: Path, tmp_path: Path, shared
 
 
 def test_adapt_from_a_bundled_style_by_name(tmp_path: Path, shared_vgg16: Path,
-                                            shared_udnie: Path, photo_dir: Path) -> None:
-    """After install, the bundled style is a base: ``adapt the-scream ...``."""
+                                            shared_udnie: Path, photo_dir: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """After install, the bundled style is a base: ``adapt the-scream ...``; ``-q`` hides
+    the progress bar."""
     run = tmp_path / "from-bundled"
     assert main(["-q", "adapt", "the-scream", "--style", str(shared_udnie), "--out", str(run),
                  *_tiny(shared_vgg16, photo_dir), "--image-size", "32", "--max-steps", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "%|" not in err and "step/s" not in err, err
     adapted = load_style_model(run)
     assert adapted.meta["config"]["init_from"].endswith("the-scream.onnx")
     assert adapted.net.config == TransformerNetConfig()  # the bundled style's network

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from robust_style.cli.options import add_run_options, add_trust_checkpoint
+from robust_style.cli.options import add_run_options, add_trust_checkpoint, show_progress
 from robust_style.transformer_net.arch import ARCH_PRESETS
 
 __all__ = ["register"]
@@ -59,11 +59,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.resume:
         result = distill(DistillConfig(teacher=given.get("teacher", ""),
                                        content=given.get("content", ""), out=args.out),
-                         resume=True, overrides=given)
+                         resume=True, overrides=given,
+                       progress=show_progress(args))
     else:
         for required, flag in (("teacher", "TEACHER"), ("content", "--content")):
             if required not in given:
                 raise UserError(f"{flag} is required (or add --resume to continue a run)")
-        result = distill(DistillConfig(**given))
+        result = distill(DistillConfig(**given), progress=show_progress(args))
     sys.stdout.write(f"style model: {result.style_model} ({result.steps} steps)\n")
     return 0

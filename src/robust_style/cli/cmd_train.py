@@ -7,7 +7,7 @@ import argparse
 import dataclasses
 from typing import Any
 
-from robust_style.cli.options import add_run_options, add_trust_checkpoint
+from robust_style.cli.options import add_run_options, add_trust_checkpoint, show_progress
 from robust_style.transformer_net.arch import ARCH_PRESETS
 
 __all__ = ["register", "register_adapt"]
@@ -136,13 +136,15 @@ def _run(args: argparse.Namespace) -> int:
                             "multi-style one are named after their files")
     if args.resume:
         result = train(TrainConfig(style=given.get("style", ""), content=given.get("content", ""),
-                                   out=args.out), resume=True, overrides=given)
+                                   out=args.out), resume=True, overrides=given,
+                       progress=show_progress(args))
     else:
         for required in ("style", "content"):
             if required not in given:
                 raise UserError(f"--{required} is required (or add --resume to continue a run)")
         known = {f.name for f in dataclasses.fields(TrainConfig)}
-        result = train(TrainConfig(**{k: v for k, v in given.items() if k in known}))
+        result = train(TrainConfig(**{k: v for k, v in given.items() if k in known}),
+                       progress=show_progress(args))
     import sys
 
     sys.stdout.write(f"style model: {result.style_model} ({result.steps} steps)\n")

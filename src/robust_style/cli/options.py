@@ -47,7 +47,7 @@ def add_run_options(p: argparse.ArgumentParser, *, content: str, checkpoint_ever
                     sample_every: int, sample: str, sample_image: str) -> None:
     """What every command that writes a training run folder takes (``train``, ``adapt``,
     ``distill``): the photos, the folder, ``--resume``, the time limit and what the run
-    writes when. ``None`` defaults: an option left out keeps the resumed run's value."""
+    writes when, ``--no-progress``. ``None`` defaults: an option left out keeps the resumed run's value."""
     p.add_argument("--content", metavar="DIR", help=content)
     p.add_argument("--out", metavar="RUN_DIR", required=True, help="run folder to write")
     p.add_argument("--resume", action="store_true", default=False,
@@ -62,3 +62,4 @@ def add_run_options(p: argparse.ArgumentParser, *, content: str, checkpoint_ever
     p.add_argument("--log-interval", type=int, metavar="N", help="log.csv row every N steps (10)")
     p.add_argument("--keep-checkpoints", type=int, metavar="K", help="checkpoints kept (3)")
     p.add_argument("--sample-image", metavar="IMAGE", help=sample_image)
+    add_no_progress(p)

@@ -204,14 +204,14 @@ def _crop(path: Path, size: int, rng: random.Random) -> np.ndarray:
 
 
 def make_bank(files: list[Path], teacher: Teacher, size: int, count: int, seed: int,
-              chunk: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+              chunk: int = 8, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """``count`` random crops of ``files`` and the teacher's outputs on them, both
     ``(count, 3, size, size)`` uint8 (a function of ``seed``)."""
     rng = random.Random(seed)
     crops = [_crop(files[i % len(files)], size, rng) for i in range(count)]
     outs = []
     for i in tqdm(range(0, count, chunk), desc="teacher targets", unit="batch",
-                  dynamic_ncols=True, mininterval=1.0):
+                  dynamic_ncols=True, mininterval=1.0, disable=not progress):
         outs.append(teacher(np.stack(crops[i:i + chunk])))
     x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous()
     y = torch.from_numpy(np.concatenate(outs)).permute(0, 3, 1, 2).contiguous()
@@ -219,8 +219,9 @@ def make_bank(files: list[Path], teacher: Teacher, size: int, count: int, seed: 
 
 
 def distill(config: DistillConfig, *, resume: bool = False,
-            overrides: dict[str, Any] | None = None) -> DistillResult:
-    """Distil (or, with ``resume``, continue distilling) a student; see the module doc."""
+            overrides: dict[str, Any] | None = None, progress: bool = True) -> DistillResult:
+    """Distil (or, with ``resume``, continue distilling) a student; see the module doc.
+    ``progress``: draw the progress bars (``robust-style -q`` turns them off)."""
     run = Path(config.out)
     state: dict[str, Any] | None = None
     if resume:
@@ -247,7 +248,8 @@ def distill(config: DistillConfig, *, resume: bool = False,
     torch.manual_seed(config.seed)
     log.info("distilling %s into %s (%s) on %d photos", teacher.source, config.arch,
              config.precision, len(files))
-    bank_x, bank_y = make_bank(files, teacher, config.image_size, config.bank_size, config.seed)
+    bank_x, bank_y = make_bank(files, teacher, config.image_size, config.bank_size, config.seed,
+                               progress=progress)
 
     net = TransformerNet(arch_preset(config.arch))
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
@@ -276,7 +278,7 @@ def distill(config: DistillConfig, *, resume: bool = False,
     csv_log = CsvLog(run / "log.csv", log_fields(terms), start if state is not None else None)
     window = LossWindow(terms, device)
     bar = tqdm(total=total, initial=start, unit="step", desc=f"distill {name}",
-               dynamic_ncols=True, mininterval=1.0)
+               dynamic_ncols=True, mininterval=1.0, disable=not progress)
     net.train()
     t_start = t_window = time.perf_counter()
     step = start

@@ -111,12 +111,13 @@ class TrainResult:
 
 def train(config: TrainConfig, *, resume: bool = False,
           overrides: dict[str, Any] | None = None,
-          extra_terms: Sequence[LossTerm] = ()) -> TrainResult:
+          extra_terms: Sequence[LossTerm] = (), progress: bool = True) -> TrainResult:
     """Train (or, with ``resume``, continue) a style network. See the module docstring.
 
     With ``resume``, the run's newest checkpoint gives the config; ``overrides`` (the
     options given again, e.g. a larger ``max_steps``) are applied on top of it.
     ``extra_terms`` are added to every step's loss (:class:`~.step.LossTerm`).
+    ``progress``: draw the progress bar (``robust-style -q`` turns it off).
     """
     run = Path(config.out)
     state: dict[str, Any] | None = None
@@ -131,7 +132,7 @@ def train(config: TrainConfig, *, resume: bool = False,
         extra_terms = (*extra_terms, TemporalTerm(TemporalConfig(config.temporal_weight)))
     dctx = setup_distributed(config.device)
     try:
-        return _Trainer(config, state, dctx, extra_terms).run()
+        return _Trainer(config, state, dctx, extra_terms).run(progress)
     finally:
         teardown_distributed(dctx)
 
@@ -263,7 +264,7 @@ class _Trainer:
         return sampler, make_loader(self.dataset, sampler, config.batch_size, config.workers,
                                     pin_memory=self.device.type == "cuda")
 
-    def run(self) -> TrainResult:
+    def run(self, progress: bool = True) -> TrainResult:
         config, dctx = self.config, self.dctx
         sampler, loader = self._loader()
         files = self.files
@@ -274,7 +275,7 @@ class _Trainer:
                              self.start if self.state is not None else None)
         window = LossWindow(self.step_fn.terms, self.device)
         t_start = t_window = time.perf_counter()
-        bar = tqdm(total=self.total, initial=self.start, disable=not dctx.main, unit="step",
+        bar = tqdm(total=self.total, initial=self.start, disable=not (dctx.main and progress), unit="step",
                    desc=f"train {files.meta['name']}", dynamic_ncols=True, mininterval=1.0)
         self.net.train()
         step = self.start
