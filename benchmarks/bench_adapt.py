@@ -17,7 +17,7 @@ interleaved in one sitting (``pace``) and the chart's minutes are steps x that m
     python benchmarks/bench_adapt.py judge --work /tmp/adapt # any step again, alone
 
 Writes ``WORK/adapt_bench.json``, ``WORK/adapt_curve.png`` (score against minutes),
-``WORK/adapt_grid.png`` and ``WORK/blend_row.png``; docs/adapt.md has a run's figures.
+``WORK/adapt_grid.jpg`` and ``WORK/blend_row.jpg``; docs/adapt.md has a run's figures.
 """
 
 from __future__ import annotations
@@ -80,9 +80,14 @@ def scratch(args: argparse.Namespace, work: Path) -> None:
           "--keep-checkpoints", "1000", "--sample-interval", "0", *_common(args, work)])
 
 
+def _adapt_dir(work: Path, lr: float) -> Path:
+    return work / f"adapt-lr{lr:g}"
+
+
 def adapt(args: argparse.Namespace, work: Path) -> None:
     _run(["adapt", str(work / "base"), "--style", str(STYLES / f"{args.held_out}.jpg"),
-          "--out", str(work / "adapt"), "--max-minutes", str(args.adapt_minutes),
+          "--out", str(_adapt_dir(work, args.adapt_lr)),
+          "--max-minutes", str(args.adapt_minutes),
           "--lr", str(args.adapt_lr), "--checkpoint-interval", str(args.adapt_every),
           "--keep-checkpoints", "1000", "--sample-interval", "0", *_common(args, work)])
 
@@ -120,7 +125,8 @@ def judge(args: argparse.Namespace, work: Path) -> dict:
     pace_s = {k: statistics.median(v) for k, v in
               json.loads((work / "pace.json").read_text()).items()}
     curves: dict[str, list[dict]] = {}
-    for mode in ("scratch", "adapt"):
+    runs = ["scratch", *sorted(p.name for p in work.glob("adapt*") if p.is_dir())]
+    for mode in runs:
         run = work / mode
         elapsed = _elapsed(run)
         ckpts = sorted((run / "checkpoints").glob("step-*.pt"))
@@ -131,20 +137,24 @@ def judge(args: argparse.Namespace, work: Path) -> dict:
         for ckpt, model in zip(ckpts, result.models, strict=True):
             step = int(ckpt.stem.split("-")[1])
             wall = elapsed.get(step) or elapsed[min(elapsed, key=lambda s: abs(s - step))]
-            points.append({"step": step, "minutes": step * pace_s[mode] / 60,
+            per_step = pace_s["scratch" if mode == "scratch" else "adapt"]
+            points.append({"step": step, "minutes": step * per_step / 60,
                            "wall_minutes": wall / 60,
                            **{j: result.mean(model, j) for j in SCORES}})
         curves[mode] = points
     final = curves["scratch"][-1]
     budget = final["minutes"] / 5
-    within = [p for p in curves["adapt"] if p["minutes"] <= budget * 1.0001]
-    best = within[-1] if within else None
-    verdict = {j: (best[j] / final[j] - 1.0) if best else None for j in SCORES}
+    at_fifth: dict[str, dict | None] = {}
+    verdict: dict[str, dict[str, float | None]] = {}
+    for mode in runs[1:]:
+        within = [p for p in curves[mode] if p["minutes"] <= budget * 1.0001]
+        best = within[-1] if within else None
+        at_fifth[mode] = best
+        verdict[mode] = {j: (best[j] / final[j] - 1.0) if best else None for j in SCORES}
     report = {"cpu": cpu_model(), "threads": torch.get_num_threads(),
               "load": os.getloadavg(), "held_out": args.held_out, "size": args.size,
-              "batch": args.batch, "adapt_lr": args.adapt_lr,
-              "seconds_per_step": pace_s, "curves": curves,
-              "scratch_final": final, "adapt_at_one_fifth": best,
+              "batch": args.batch, "seconds_per_step": pace_s, "curves": curves,
+              "scratch_final": final, "adapt_at_one_fifth": at_fifth,
               "relative_to_scratch": verdict}
     (work / "adapt_bench.json").write_text(json.dumps(report, indent=2))
     _chart(report, work / "adapt_curve.png")
@@ -160,10 +170,11 @@ def _chart(report: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(SCORES), figsize=(5 * len(SCORES), 3.6))
     budget = report["scratch_final"]["minutes"] / 5
     for ax, j in zip(axes, SCORES, strict=True):
-        for mode, style in (("scratch", "o-"), ("adapt", "s-")):
-            pts = report["curves"][mode]
-            ax.plot([p["minutes"] for p in pts], [p[j] for p in pts], style, ms=3,
-                    label=f"{mode} ({'train from scratch' if mode == 'scratch' else 'norms only'})")
+        for mode, pts in report["curves"].items():
+            label = ("train from scratch" if mode == "scratch" else
+                     f"adapt, norms only (lr {mode.removeprefix('adapt-lr')})")
+            ax.plot([p["minutes"] for p in pts], [p[j] for p in pts],
+                    "o-" if mode == "scratch" else "s-", ms=3, label=label)
         final = report["scratch_final"][j]
         ax.axhspan(final * 0.95, final * 1.05, color="grey", alpha=0.2,
                    label="scratch's final ±5%")
@@ -190,26 +201,27 @@ def pictures(args: argparse.Namespace, work: Path) -> None:
     """The grid (photo, artwork, scratch's final, adapt at 1/5 of its time, adapt's last)
     and a blend row from one base style to another (Dumoulin et al. 2017, Figure 6)."""
     report = json.loads((work / "adapt_bench.json").read_text())
-    best = report["adapt_at_one_fifth"]
-    picks = [("scratch", report["scratch_final"]["step"]),
-             ("adapt", best["step"] if best else report["curves"]["adapt"][0]["step"]),
-             ("adapt", report["curves"]["adapt"][-1]["step"])]
+    # the adapt run nearest scratch's style score at a fifth of its time
+    mode, best = min(((m, p) for m, p in report["adapt_at_one_fifth"].items() if p),
+                     key=lambda mp: mp[1]["style_vgg19"])
+    picks = [("scratch", report["scratch_final"]["step"]), (mode, best["step"]),
+             (mode, report["curves"][mode][-1]["step"])]
     rows = []
     for name in HELDOUT:
         photo = work / "heldout" / f"{name}.png"
-        row = [Image.fromarray(load_rgb(photo)), Image.open(STYLES / f"{args.held_out}.jpg")]
-        for mode, step in picks:
-            net = load_style_model(work / mode / "checkpoints" / f"step-{step:08d}.pt").net
+        row = [load_rgb(photo), Image.open(STYLES / f"{args.held_out}.jpg")]
+        for run, step in picks:
+            net = load_style_model(work / run / "checkpoints" / f"step-{step:08d}.pt").net
             row.append(_stylise(net, photo, 256))
         rows.append(make_grid(row, height=200))
-    _stack(rows, work / "adapt_grid.png")
+    _stack(rows, work / "adapt_grid.jpg")
     a, b = args.blend
     photo = work / "heldout" / f"{HELDOUT[0]}.png"
-    row = [Image.fromarray(load_rgb(photo))]
+    row = [load_rgb(photo)]
     for w in (1.0, 0.75, 0.5, 0.25, 0.0):
         mix = {a: w, b: 1.0 - w} if 0 < w < 1 else {a if w else b: 1.0}
         row.append(_stylise(load_style_model(work / "base", mix=mix).net, photo, 256))
-    save_image(make_grid(row, height=200), work / "blend_row.png")
+    save_image(make_grid(row, height=200), work / "blend_row.jpg")
 
 
 def _stack(rows: list[Image.Image], path: Path) -> None:
@@ -233,7 +245,9 @@ def main() -> None:
     ap.add_argument("--base-minutes", type=float, default=20.0)
     ap.add_argument("--minutes", type=float, default=12.0, help="the scratch run's budget")
     ap.add_argument("--adapt-minutes", type=float, default=4.0)
-    ap.add_argument("--adapt-lr", type=float, default=1e-3)
+    ap.add_argument("--adapt-lr", type=float, default=1e-2,
+                    help="adapt's learning rate (default 1e-2, adapt's own; the run goes to "
+                    "WORK/adapt-lrLR, so several can be compared)")
     ap.add_argument("--scratch-every", type=int, default=100, help="checkpoint interval")
     ap.add_argument("--adapt-every", type=int, default=20, help="checkpoint interval")
     ap.add_argument("--blend", nargs=2, default=("the-scream", "the-great-wave"),

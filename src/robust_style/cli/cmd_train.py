@@ -86,7 +86,10 @@ def _add_options(p: argparse.ArgumentParser, *, adapt: bool) -> None:
     p.add_argument("--image-size", type=int, help="training crop size (default 256)")
     p.add_argument("--style-size", type=int, help="style image shorter side (default: image size)")
     p.add_argument("--batch-size", type=int, help="images per step per process (default 4)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default "
+                   f"{ADAPT_LR if adapt else 1e-3:g}" + (": only the norms learn; at 1e-3 "
+                   "they had not caught up with a full run in 5 minutes, docs/adapt.md)"
+                   if adapt else ")"))
     p.add_argument("--epochs", type=int, help="passes over the photos (default 2)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps (overrides epochs)")
     p.add_argument("--content-weight", type=_weight, help="number or 'auto' (default: per backbone)")
@@ -151,6 +154,10 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``adapt``'s learning rate: measured against 1e-3 (docs/adapt.md, benchmarks/bench_adapt.py).
+ADAPT_LR = 1e-2
+
+
 def _run_adapt(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -160,6 +167,8 @@ def _run_adapt(args: argparse.Namespace) -> int:
     if not Path(args.base).exists() and bundled.is_file():
         args.base = str(bundled)
     args.init_from, args.norms_only = args.base, True
+    if args.lr is None and not args.resume:
+        args.lr = ADAPT_LR
     if args.style and len(args.style) > 1:
         from robust_style.errors import UserError
 
