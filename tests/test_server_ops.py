@@ -208,7 +208,7 @@ def test_bad_workers_and_busy_metrics_port_are_one_line_errors(
     base = ["serve", "--models", str(models_dir), "--port", "0"]
     assert main([*base, "--metrics-port", "-1", "--workers", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--workers" in err[0]
+    assert len(err) == 1 and "--threads must be at least 1" in err[0]
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

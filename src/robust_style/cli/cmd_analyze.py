@@ -20,9 +20,11 @@ from pathlib import Path
 
 from robust_style.cli.options import (
     add_command_group,
+    add_device,
     add_no_progress,
     add_trust_checkpoint,
     show_progress,
+    torch_device,
 )
 
 __all__ = ["register"]
@@ -89,7 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random starts (default 0)")
     p.add_argument("--pooling", choices=("max", "avg"), default="max",
                    help="pooling of the loss network (default max, as trained)")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_device(p)
     add_no_progress(p)
     p.set_defaults(handler=_run)
 
@@ -108,7 +110,6 @@ def _resolve(backbone: str, weights: str | None) -> tuple[str, Path | None]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import torch
 
     from robust_style.analysis.images import load_image_folder
     from robust_style.analysis.robustness_metric import RobustnessConfig, layer_robustness
@@ -136,7 +137,7 @@ def _run(args: argparse.Namespace) -> int:
     images, files = load_image_folder(args.images, args.image_size, args.max_images)
     if images.shape[0] < 2:
         raise UserError(f"{args.images} holds {images.shape[0]} image; R(f) needs at least two")
-    device = torch.device(args.device)
+    device = torch_device(args.device)
     images = images.to(device)
     args.out.mkdir(parents=True, exist_ok=True)
 

@@ -19,7 +19,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from robust_style.cli.options import add_command_group, add_trust_checkpoint
+from robust_style.cli.options import (
+    add_command_group,
+    add_device,
+    add_trust_checkpoint,
+    torch_device,
+)
 
 __all__ = ["register"]
 
@@ -58,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--step-lr", type=int, default=None,
                    help="divide the learning rate by 10 every N epochs (default: never)")
     p.add_argument("--image-size", type=int, default=224, help="training crop (default 224)")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_device(p)
     p.add_argument("--workers", type=int, default=0, help="data-loading processes (default 0)")
     p.add_argument("--seed", type=int, default=0, help="default 0")
     p.set_defaults(handler=_run)
@@ -77,7 +82,7 @@ def _run(args: argparse.Namespace) -> int:
         trust=args.trust_checkpoint, constraint=args.constraint, eps=eps,
         attack_steps=args.attack_steps, attack_lr=args.attack_lr, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, step_lr=args.step_lr,
-        image_size=args.image_size, device=args.device, workers=args.workers, seed=args.seed)
+        image_size=args.image_size, device=str(torch_device(args.device)), workers=args.workers, seed=args.seed)
     result = train_backbone(cfg)
     sys.stdout.write(f"classes: {', '.join(result.classes)} (logits 0..{len(result.classes) - 1})\n"
                      f"wrote {result.weights} (weights only; use --backbone robust-resnet50 "

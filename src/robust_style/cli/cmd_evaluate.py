@@ -16,7 +16,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from robust_style.cli.options import add_no_progress, add_trust_checkpoint, show_progress
+from robust_style.cli.options import (
+    add_device,
+    add_no_progress,
+    add_trust_checkpoint,
+    show_progress,
+    torch_device,
+)
 
 __all__ = ["register"]
 
@@ -44,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-photos", type=int, default=None, help="use at most N photos")
     p.add_argument("--judges", nargs="+", metavar="JUDGE",
                    help="only these judges: style_vgg19 style_alexnet content_lpips")
-    p.add_argument("--device", default="cpu", help="torch device of the judges (default cpu)")
+    add_device(p, "torch device of the judges")
     add_trust_checkpoint(p, "torch model files")
     p.add_argument("--summary-only", action="store_true",
                    help="print only the mean per model, not every photo")
@@ -71,7 +77,7 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg = EvalConfig(models=tuple(args.models), artwork=args.artwork, photos=args.photos,
                      size=args.size, judge_size=args.judge_size, max_photos=args.max_photos,
-                     judges=tuple(args.judges or JUDGES), device=args.device,
+                     judges=tuple(args.judges or JUDGES), device=str(torch_device(args.device)),
                      trust=args.trust_checkpoint, progress=show_progress(args))
     result = evaluate(cfg)
     sys.stdout.write(format_table(result, per_photo=not args.summary_only))

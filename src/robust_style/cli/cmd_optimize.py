@@ -19,7 +19,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from robust_style.cli.options import add_no_progress, add_trust_checkpoint, show_progress
+from robust_style.cli.options import (
+    add_device,
+    add_no_progress,
+    add_trust_checkpoint,
+    show_progress,
+    torch_device,
+)
 
 __all__ = ["register"]
 
@@ -68,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also save the image every N steps as <out-stem>_<step><suffix>")
     p.add_argument("--pooling", choices=("max", "avg"), default="max",
                    help="pooling of the loss network (avg: Gatys et al. 2016; default max)")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_device(p)
     add_no_progress(p)
     p.set_defaults(handler=_run)
 
@@ -107,7 +113,7 @@ def _run(args: argparse.Namespace) -> int:
                       optimizer=args.optimizer, lr=args.lr, init=args.init, seed=args.seed)
     content = load_image(args.content, args.image_size)
     style = load_image(args.style, args.style_size or args.image_size)
-    device = torch.device(args.device)
+    device = torch_device(args.device)
     net = build_loss_network(arch, weights, pooling=args.pooling, trust=args.trust_checkpoint,
                              device=device)
 

@@ -94,9 +94,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--warmup-side", type=int, default=128, help="warm-up image size (px)")
     g.add_argument("--poll-seconds", type=float, default=2.0,
                    help="hot-reload poll interval of --models (0 = no reload)")
-    g.add_argument("--workers", type=int, default=None,
-                   help="gRPC worker threads = concurrent RPCs; beyond them gRPC answers "
-                   "RESOURCE_EXHAUSTED (default: --max-queue + 32)")
+    g.add_argument("--threads", "--workers", dest="workers", type=int, default=None,
+                   metavar="N", help="gRPC worker threads = concurrent RPCs; beyond them gRPC "
+                   "answers RESOURCE_EXHAUSTED (default: --max-queue + 32; --workers is the "
+                   "old name)")
     lim = p.add_argument_group("limits")
     lim.add_argument("--memory-budget", default=None, metavar="SIZE",
                      help="memory the server may use, e.g. 4G or 3500M (binary units; "
@@ -129,7 +130,7 @@ def _config(args: argparse.Namespace, models: Path):
     from robust_style.server.registry import RegistryConfig
 
     if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers must be at least 1, got {args.workers}")
+        raise UserError(f"--threads must be at least 1, got {args.workers}")
     if args.max_queue < 1:
         raise UserError(f"--max-queue must be at least 1, got {args.max_queue}")
     if (args.tls_cert is None) != (args.tls_key is None):

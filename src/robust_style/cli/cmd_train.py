@@ -7,7 +7,12 @@ import argparse
 import dataclasses
 from typing import Any
 
-from robust_style.cli.options import add_run_options, add_trust_checkpoint, show_progress
+from robust_style.cli.options import (
+    add_device,
+    add_run_options,
+    add_trust_checkpoint,
+    show_progress,
+)
 from robust_style.transformer_net.arch import ARCH_PRESETS
 
 __all__ = ["register", "register_adapt"]
@@ -100,7 +105,7 @@ def _add_options(p: argparse.ArgumentParser, *, adapt: bool) -> None:
     p.add_argument("--content-layer", metavar="LAYER", help="content layer (default: per backbone)")
     p.add_argument("--pooling", choices=("max", "avg"), help="loss-network pooling (default max)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    add_device(p)
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
                    help="auto (default: bf16 where the CPU/GPU computes it natively, else "
                    "fp32); bf16 autocast (CPU/GPU); fp16 AMP (CUDA)")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-__all__ = ["add_command_group", "add_no_progress", "add_run_options", "add_trust_checkpoint",
-           "show_progress"]
+__all__ = ["add_command_group", "add_device", "add_no_progress", "add_run_options",
+           "add_trust_checkpoint", "show_progress", "torch_device"]
 
 
 def add_command_group(subparsers: argparse._SubParsersAction, name: str, *, help: str,
@@ -63,3 +64,16 @@ def add_run_options(p: argparse.ArgumentParser, *, content: str, checkpoint_ever
     p.add_argument("--keep-checkpoints", type=int, metavar="K", help="checkpoints kept (3)")
     p.add_argument("--sample-image", metavar="IMAGE", help=sample_image)
     add_no_progress(p)
+
+
+def add_device(p: argparse.ArgumentParser, what: str = "torch device") -> None:
+    """``--device``, with one default everywhere: ``auto``, CUDA when present, else CPU."""
+    p.add_argument("--device", default=None, metavar="DEVICE",
+                   help=f"{what}: auto (default: CUDA when present, else CPU), cpu, cuda, cuda:N")
+
+
+def torch_device(text: str | None) -> Any:
+    """``--device`` as a ``torch.device`` (``None``: ``auto``); a bad one is one line."""
+    from robust_style.transformer_net.runtime import select_device
+
+    return select_device(text or "auto")
