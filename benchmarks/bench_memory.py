@@ -36,10 +36,21 @@ rng = np.random.default_rng(0)
 x = rng.integers(0, 256, (1, h // 16 + 1, w // 16 + 1, 3), dtype=np.uint8)
 x = np.ascontiguousarray(x.repeat(16, 1).repeat(16, 2)[:, :h, :w])
 plan = m.engine.plan(1, h, w)
+import threading
+peaks, done = {"RssAnon": 0, "RssFile": 0}, threading.Event()
+def sample():  # peak anonymous and file-backed RSS (VmHWM counts both)
+    while not done.wait(0.02):
+        for line in open("/proc/self/status"):
+            k = line.split(":")[0]
+            if k in peaks:
+                peaks[k] = max(peaks[k], int(line.split()[1]) * 1024)
+threading.Thread(target=sample, daemon=True).start()
 reset_peak()
 t = time.perf_counter(); m.engine.run(x); dt = time.perf_counter() - t
+done.set()
 print(json.dumps({"mp": h * w / 1e6, "mode": mode, "tiled": plan.tiled, "tile": plan.tile,
                   "seconds": dt, "s_per_mp": dt / (h * w / 1e6), "peak_rss": peak_rss(),
+                  "peak_anon": peaks["RssAnon"], "peak_file": peaks["RssFile"],
                   "budget": b.total if mode == "tiled" else 0}))
 """
 
