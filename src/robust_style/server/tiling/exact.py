@@ -127,10 +127,16 @@ class TiledRunner:
     """Run a split model over tiles on compiled parts; ``run`` has an engine's contract."""
 
     def __init__(self, split: SplitModel, compile_part: Callable[[bytes], PartRunner],
-                 config: TileConfig | None = None) -> None:
+                 config: TileConfig | None = None, keep_parts: bool = True) -> None:
+        """``keep_parts=False``: compile each part when its segment starts and drop it when
+        the segment is done, for runtimes whose compiled models keep the memory of the
+        largest shape they ran (OpenVINO): then one part's memory is live at a time."""
         self.split = split
         self.config = config or TileConfig()
-        self.parts = [compile_part(s.model) for s in split.segments]
+        self._compile = compile_part
+        self.parts: list[PartRunner | None] = (
+            [compile_part(s.model) for s in split.segments] if keep_parts
+            else [None] * len(split.segments))
         #: Bytes the last run kept in RAM buffers at most, and in memory-mapped ones.
         self.last_buffer_bytes = (0, 0)
 
@@ -152,7 +158,8 @@ class TiledRunner:
         kept: dict[str, np.ndarray] = {INPUT_NAME: x}
         affine: dict[str, np.ndarray] = {}
         try:
-            for k, (seg, part) in enumerate(zip(sp.segments, self.parts, strict=True)):
+            for k, (seg, kept_part) in enumerate(zip(sp.segments, self.parts, strict=True)):
+                part = kept_part if kept_part is not None else self._compile(seg.model)
                 halo = self.halo(k)
                 for t in seg.outputs:
                     if t == OUTPUT_NAME:
@@ -200,6 +207,7 @@ class TiledRunner:
                     if stats:
                         total += outs[-2]
                         total_sq += outs[-1]
+                del part  # a part compiled for this run only frees its memory here
                 if stats:
                     count = (hp // ts) * (wp // ts)
                     mean = total / count
