@@ -80,6 +80,7 @@ def main() -> int:
     models = Path(tempfile.mkdtemp())
     code = (f"import os; open('{group}/cgroup.procs','w').write(str(os.getpid())); "
             "from robust_style.cli import main; raise SystemExit(main())")
+    quiet = os.environ.get("BENCH_VERBOSE") is None
     report: dict[str, object] = {"what": args.what, "limit": limit, "cpu": cpu_model()}
     try:
         if args.what == "photos":
@@ -88,7 +89,8 @@ def main() -> int:
         else:
             names = _catalogue(args.styles, models)
         with serve_process(["--models", str(models), "--poll-seconds", "0"],
-                           command=[sys.executable, "-c", code], ready_timeout=900) as srv, \
+                           command=[sys.executable, "-c", code], ready_timeout=900,
+                           quiet=quiet) as srv, \
                 StyleClient(srv.target, timeout=1800) as client:
             answers = []
             if args.what == "photos":

@@ -295,37 +295,48 @@ class MemoryBudget:
         return self._free() >= need
 
     @contextlib.contextmanager
-    def hold(self, engine: BudgetedEngine, working: int) -> Iterator[None]:
+    def hold(self, engine: BudgetedEngine, working: int, reuse: bool = False) -> Iterator[None]:
         """Reserve ``working`` bytes (and ``engine``'s resident size if it must load);
-        waits its turn (arrival order), evicting idle engines LRU to make room."""
+        waits its turn (arrival order), evicting idle engines LRU to make room. ``reuse``:
+        the run reuses the memory the loaded engine kept (``retained``), so only the rest
+        is reserved."""
         ticket = object()
         with self._cond:
             self._queue.append(ticket)
             while True:
                 loaded = engine in self._resident
-                need = working + (0 if loaded else engine.profile.resident)
+                working_now = max(0, working - engine.retained) if loaded and reuse else working
+                need = working_now + (0 if loaded else engine.profile.resident)
                 if need > self.capacity:
                     self._queue.remove(ticket)
                     self._cond.notify_all()
                     raise MemoryTooSmall(
                         f"this run needs {format_size(need)} and the memory budget leaves "
                         f"{format_size(self.capacity)} for styles ({self.describe()})")
-                if self._queue[0] is ticket and self._evict_for(need, keep=engine):
-                    break
+                if self._queue[0] is ticket:
+                    if self._evict_for(need, keep=engine):
+                        break
+                    if loaded and engine.retained and not engine.busy:
+                        # what the engine itself keeps from an earlier run is in the way:
+                        # drop its compiled model (reloaded now, with nothing kept)
+                        del self._resident[engine]
+                        engine.evict()
+                        self.evictions += 1
+                        continue
                 self._cond.wait(0.5)
             self._queue.pop(0)
             if not loaded:
                 self._resident[engine] = engine.profile.resident
                 engine.retained = 0
             self._resident.move_to_end(engine)
-            self._reserved += working
+            self._reserved += working_now
             engine.busy += 1
             self._cond.notify_all()
         try:
             yield
         finally:
             with self._cond:
-                self._reserved -= working
+                self._reserved -= working_now
                 engine.busy -= 1
                 self._cond.notify_all()
 
@@ -457,7 +468,9 @@ class BudgetedEngine:
                 raise
             # a batch the batcher gathered that fits only image by image
             return np.concatenate([self.run(batch[i:i + 1]) for i in range(n)])
-        with self.budget.hold(self, plan.reserve):
+        # an untiled run on an engine that keeps memory reuses what it kept (no larger run)
+        reuse = not plan.tiled and getattr(self._engine, "keeps_working_memory", False)
+        with self.budget.hold(self, plan.reserve, reuse=reuse):
             engine = self._ensure()
             try:
                 if not plan.tiled:
