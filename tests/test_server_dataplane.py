@@ -68,3 +68,29 @@ def test_three_doors_one_data_plane_same_pixels(models_dir: Path,
     np.testing.assert_array_equal(here, kserve)
     np.testing.assert_array_equal(frames[0], kserve)
     assert np.abs(own.astype(int) - x).mean() > 10  # really stylised
+
+
+def test_local_frames_run_ahead_of_the_caller_in_order(models_dir: Path) -> None:
+    """``stylize --model clip.mp4``'s frames: the engine runs up to ``STREAM_WINDOW``
+    frames ahead of the one handed back (so the caller's encode and decode overlap with
+    inference), and the frames come back in order, each as the single-image door gives it."""
+    frames = [photo(name, 48 + 8 * i) for i, name in
+              enumerate(("chelsea", "astronaut", "coffee", "camera", "rocket", "chelsea"))]
+    engine = EngineConfig(engine="onnxruntime", precision="fp32")
+    read: list[int] = []
+
+    def source() -> object:
+        for i, f in enumerate(frames):
+            read.append(i)
+            yield f
+
+    with LocalStylizer(models_dir / "tiny.onnx", engine, warmup_side=32) as local:
+        singles = [decode(local.stylize(encode(f), "tiny").image) for f in frames]
+        outs = []
+        for out in local.stylize_frames(source(), "tiny"):  # type: ignore[arg-type]
+            if not outs:
+                assert len(read) == dataplane.STREAM_WINDOW  # read ahead, not all at once
+            outs.append(out)
+    assert len(outs) == len(frames)
+    for out, single in zip(outs, singles, strict=True):
+        np.testing.assert_array_equal(out, single)

@@ -28,8 +28,13 @@ from robust_style.server.batching import Batcher, BatchResult
 from robust_style.server.errors import InvalidRequest, StyleNotFound, TooManyImages
 from robust_style.server.registry import ModelRegistry, StyleModel
 
-__all__ = ["DataPlane", "Limits", "ImageOptions", "Pending", "Stylized", "Timing", "Inferred"]
+__all__ = ["DataPlane", "Limits", "ImageOptions", "Pending", "Stylized", "Timing", "Inferred",
+           "STREAM_WINDOW"]
 
+#: Frames of one stream in flight at once (queued in the batcher ahead of the one being
+#: answered), at every door that streams: the next frames are decoded and inferred while
+#: the caller encodes the last, and a stream's frames batch with each other.
+STREAM_WINDOW = 4
 FORMATS = ("png", "jpeg", "raw")
 
 

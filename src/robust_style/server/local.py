@@ -11,6 +11,7 @@ a local run and a server alike (``pytorch/examples``' ``neural_style.py eval`` i
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from robust_style.contract import MAX_PIXELS
 from robust_style.errors import UserError
 from robust_style.server.batching import BatchConfig
 from robust_style.server.client import StyleInfo, StylizeBackend, StylizeResult
-from robust_style.server.dataplane import DataPlane, ImageOptions, Limits
+from robust_style.server.dataplane import STREAM_WINDOW, DataPlane, ImageOptions, Limits, Pending
 from robust_style.server.engines import EngineConfig
 from robust_style.server.memory import available_memory
 from robust_style.server.registry import LoadError, ModelRegistry, RegistryConfig
@@ -108,13 +109,21 @@ class LocalStylizer(StylizeBackend):
                        strength: float | None = None, preserve_color: bool = False,
                        max_side: int = 0, timeout: float | None = None) -> Iterator[np.ndarray]:
         """Frames in, stylised frames out, in order: the client's ``stylize_frames`` locally
-        (``timeout`` is accepted for the same signature; a local run has no deadline)."""
+        (``timeout`` is accepted for the same signature; a local run has no deadline).
+
+        Up to :data:`STREAM_WINDOW` frames are queued in the batcher ahead of the one
+        yielded, as the server does for a stream: while the caller encodes one frame and
+        decodes the next, the engine is already running the frames after it."""
         self.plane.lookup(style)
         options = ImageOptions(strength=strength, preserve_color=preserve_color,
                                max_side=max_side)
+        window: collections.deque[Pending] = collections.deque()
         for frame in frames:
-            pending = self.plane.submit_pixels(frame, style, options, DOOR)
-            yield self.plane.finish(pending, encode=False).pixels
+            window.append(self.plane.submit_pixels(frame, style, options, DOOR))
+            if len(window) >= STREAM_WINDOW:
+                yield self.plane.finish(window.popleft(), encode=False).pixels
+        while window:
+            yield self.plane.finish(window.popleft(), encode=False).pixels
 
     def describe(self) -> str:
         """One line per style: name, engine and precision (for the log)."""

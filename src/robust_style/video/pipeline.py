@@ -1,6 +1,7 @@
-"""Stylise a video, an animation or a folder of frames through a running server.
+"""Stylise a video, an animation or a folder of frames through a server or locally.
 
-Frames go to the server over one ``StylizeStream`` call (:meth:`StyleClient.stylize_frames`):
+Frames go to the server over one ``StylizeStream`` call (:meth:`StyleClient.stylize_frames`;
+:class:`~robust_style.server.local.LocalStylizer` keeps the same window in-process):
 the client decodes ahead while the server has up to ``STREAM_WINDOW`` frames of the
 stream queued in its batcher (so they are batched with each other and with other
 clients' requests), and answers come back in order and are encoded as they arrive.

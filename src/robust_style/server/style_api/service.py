@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import grpc
 
-from robust_style.server.dataplane import DataPlane, ImageOptions, Pending, Stylized
+from robust_style.server.dataplane import STREAM_WINDOW, DataPlane, ImageOptions, Pending, Stylized
 from robust_style.server.interceptors import deadline_of
 from robust_style.server.metrics import Metrics
 from robust_style.server.protos.robust_style.v1 import style_transfer_pb2 as pb
@@ -21,8 +21,6 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = "robust_style.v1.StyleTransfer"
 API = "style"
-#: Frames of one stream in flight at once (decoded and queued ahead of the one answered).
-STREAM_WINDOW = 4
 
 
 _FORMATS = {pb.IMAGE_FORMAT_UNSPECIFIED: "png", pb.IMAGE_FORMAT_PNG: "png",
