@@ -33,8 +33,10 @@ Choices, and why:
 from __future__ import annotations
 
 import logging
+from collections.abc import Sized
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -198,7 +200,8 @@ def train_backbone(cfg: BackboneTrainConfig) -> TrainResult:
         args = rb.defaults.check_and_fill_args(args, rb.defaults.PGD_ARGS, type(dataset))
         log.info("adversarial training: L%s eps=%g, %d PGD steps of %g, %d epoch(s), %d "
                  "classes, %d training images", cfg.constraint, cfg.eps, cfg.attack_steps,
-                 cfg.step_size, cfg.epochs, len(classes), len(train_loader.dataset))
+                 cfg.step_size, cfg.epochs, len(classes),
+                 len(cast(Sized, train_loader.dataset)))  # an ImageFolder
         trained = rb.train.train_model(args, model, (train_loader, val_loader))
     weights = cfg.out_dir / WEIGHTS_NAME
     _save_weights_only(trained.state_dict(), cfg.epochs, weights)

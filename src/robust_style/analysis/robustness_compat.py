@@ -121,8 +121,9 @@ def on_device(device: str | torch.device) -> Iterator[torch.device]:
     def module_to(self: torch.nn.Module, *_args: Any, **_kwargs: Any) -> torch.nn.Module:
         return self.to(dev)
 
-    torch.Tensor.cuda = tensor_to  # type: ignore[method-assign]
-    torch.nn.Module.cuda = module_to  # type: ignore[method-assign]
+    # deliberately looser signatures than the methods they stand in for
+    torch.Tensor.cuda = tensor_to  # type: ignore[method-assign, assignment]
+    torch.nn.Module.cuda = module_to  # type: ignore[method-assign, assignment]
     try:
         yield dev
     finally:

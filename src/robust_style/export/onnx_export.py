@@ -140,6 +140,8 @@ def export_core(net: nn.Module, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
         )
     if sink.getvalue().strip():
         log.debug("torch.onnx.export said:\n%s", sink.getvalue())
+    if program is None:  # dynamo=True always returns an ONNXProgram
+        raise RuntimeError("torch.onnx.export returned no ONNXProgram")
     model = program.model_proto
     got = {o.domain: o.version for o in model.opset_import}.get("", 0)
     if got != opset:
@@ -181,7 +183,7 @@ def compose_serving(core: onnx.ModelProto) -> onnx.ModelProto:
         helper.make_node("Transpose", ["rs_nchw_out_u8"], [OUTPUT_NAME], name="rs_to_nhwc",
                          perm=[0, 2, 3, 1]),
     ]
-    nhwc = ["batch", "height", "width", 3]
+    nhwc: list[str | int] = ["batch", "height", "width", 3]
     graph = helper.make_graph(
         [*pre, *g.node, *post],
         "robust_style_served",

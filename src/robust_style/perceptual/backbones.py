@@ -141,6 +141,9 @@ class LossNetwork(nn.Module):
     ``{layer: activation}``.
     """
 
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
+
     def __init__(self, spec: BackboneSpec, stages: Sequence[tuple[str, nn.Module]],
                  mean: Sequence[float], std: Sequence[float], scale: float = 1.0) -> None:
         super().__init__()

@@ -13,7 +13,7 @@ one-line message, e.g. when the server cannot be reached.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -222,7 +222,7 @@ class StyleClient(StylizeBackend):
         return self._stream(requests(), timeout)
 
     def _stream(self, requests: Iterator[pb.StylizeRequest], timeout: float | None,
-                ) -> Iterator[StylizeResult]:
+                ) -> Generator[StylizeResult, None, None]:
         failed: list[BaseException] = []  # gRPC reads ``requests`` in its own thread
 
         def guarded() -> Iterator[pb.StylizeRequest]:

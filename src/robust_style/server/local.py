@@ -91,10 +91,13 @@ class LocalStylizer(StylizeBackend):
                 quality: int = 0) -> StylizeResult:
         """Stylise one encoded image (bytes or a file): what ``Stylize`` answers, locally."""
         self.plane.lookup(style)  # an unknown style before an unreadable file
-        try:
-            data = image if isinstance(image, bytes | bytearray) else Path(image).read_bytes()
-        except OSError as exc:
-            raise UserError(f"cannot read {image}: {exc.strerror or exc}") from None
+        if isinstance(image, bytes | bytearray):
+            data = image
+        else:
+            try:
+                data = Path(image).read_bytes()
+            except OSError as exc:
+                raise UserError(f"cannot read {image}: {exc.strerror or exc}") from None
         options = ImageOptions(strength=strength, preserve_color=preserve_color,
                                max_side=max_side, format="jpeg" if format == "jpeg" else "png",
                                quality=quality)

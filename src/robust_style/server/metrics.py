@@ -74,7 +74,7 @@ class _Gauge(_Metric):
 
     @property
     def values(self) -> dict[Labels, float]:
-        return self._samples(self.metric.describe()[0].name)  # the sample's own name
+        return self._samples(next(iter(self.metric.describe())).name)  # the sample's own name
 
 
 class _Histogram(_Metric):

@@ -57,6 +57,10 @@ class StatisticsSnapshot:
     batches: dict[int, tuple[Duration, Duration, Duration]] = field(default_factory=dict)
 
 
+def _copy(d: Duration) -> Duration:
+    return Duration(d.count, d.ns)
+
+
 class InferenceStatistics:
     """Thread-safe counters of one model version; see the module docstring."""
 
@@ -98,8 +102,8 @@ class InferenceStatistics:
             s = self._s
             copy = StatisticsSnapshot(
                 s.last_inference_ms, s.inference_count, s.execution_count,
-                *(Duration(d.count, d.ns) for d in (s.success, s.fail, s.queue, s.compute_input,
-                                                    s.compute_infer, s.compute_output)))
-            copy.batches = {b: tuple(Duration(d.count, d.ns) for d in ds)  # type: ignore[misc]
-                            for b, ds in s.batches.items()}
+                _copy(s.success), _copy(s.fail), _copy(s.queue), _copy(s.compute_input),
+                _copy(s.compute_infer), _copy(s.compute_output))
+            copy.batches = {b: (_copy(i), _copy(n), _copy(o))
+                            for b, (i, n, o) in s.batches.items()}
             return copy

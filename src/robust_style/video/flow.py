@@ -13,6 +13,7 @@ not 0: report it beside the models' as the floor.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,8 @@ def estimate_map(prev: np.ndarray, nxt: np.ndarray) -> tuple[np.ndarray, np.ndar
     import cv2  # the train extra; the CLI names it when it is missing
     g0 = cv2.cvtColor(prev, cv2.COLOR_RGB2GRAY)
     g1 = cv2.cvtColor(nxt, cv2.COLOR_RGB2GRAY)
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    # Any: OpenCV's stubs reject calc(..., None), which allocates the output flow
+    dis: Any = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     back = dis.calc(g1, g0, None)  # for each pixel of t+1: where it is in t
     fwd = dis.calc(g0, g1, None)
     h, w = g0.shape

@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from PIL import Image
@@ -98,7 +98,9 @@ class _ContainerSink(VideoSink):
         self._out = av.open(str(self._tmp_path), "w", format=_format_for(suffix))
         fps = info.fps if info.fps and info.fps > 0 else Fraction(25)
         self._fps = fps.limit_denominator(1001)
-        self._video = self._out.add_stream(codec, rate=self._fps, options=_OPTIONS[codec])
+        # every codec of _CODECS is a video codec
+        self._video = cast("av.VideoStream", self._out.add_stream(codec, rate=self._fps,
+                                                                  options=_OPTIONS[codec]))
         self._video.width, self._video.height = width, height
         self._video.pix_fmt = "yuv444p" if odd else "yuv420p"
         self._audio_in, self._audio = audio, None

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from PIL import Image, ImageSequence, UnidentifiedImageError
@@ -138,8 +138,9 @@ class _ContainerSource(VideoSource):
                     if packet.dts is not None:
                         self.audio_packets.put(packet)
                     continue
-                for frame in packet.decode():
-                    t = float(frame.time) if frame.time is not None else n / fps
+                # only video packets get here
+                for frame in cast("list[av.VideoFrame]", packet.decode()):
+                    t = float(frame.time) if frame.time is not None else float(n / fps)
                     yield Frame(frame.to_ndarray(format="rgb24"), n, t, float(1 / fps))
                     n += 1
         except av.error.FFmpegError as exc:

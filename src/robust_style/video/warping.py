@@ -106,6 +106,7 @@ def warp_frame(frame: np.ndarray, backward: np.ndarray | tuple[np.ndarray, ...]
     inside ``frame`` (and is valid).
     """
     h, w = frame.shape[:2]
+    valid: np.ndarray | bool
     if isinstance(backward, tuple):
         sx, sy, valid = backward
     else:

@@ -25,7 +25,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 from robust_style import __version__
 from robust_style.errors import UserError, first_line
@@ -132,8 +132,8 @@ def _fetch_once(url: str, part: Path, want_size: int | None, cfg: DownloadConfig
         resp = _open(url, start, cfg.timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and start > 0:
-            total = re.search(r"/(\d+)", exc.headers.get("Content-Range", "") or "")
-            if total and int(total.group(1)) == start:
+            whole = re.search(r"/(\d+)", exc.headers.get("Content-Range", "") or "")
+            if whole and int(whole.group(1)) == start:
                 return start  # the partial file is already complete
             log.info("%s: server rejected the resume request; restarting", url)
             part.unlink(missing_ok=True)
@@ -145,7 +145,7 @@ def _fetch_once(url: str, part: Path, want_size: int | None, cfg: DownloadConfig
         status = getattr(resp, "status", None) or 200
         length = resp.headers.get("Content-Length")
         body_len = int(length) if length and length.isdigit() else None
-        mode = "wb"
+        mode: Literal["wb", "ab"] = "wb"
         if start > 0 and status == 206:
             m = _CONTENT_RANGE.search(resp.headers.get("Content-Range", "") or "")
             if not m or int(m.group(1)) != start:

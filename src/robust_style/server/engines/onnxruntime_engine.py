@@ -181,7 +181,8 @@ class OnnxRuntimeEngine:
                             if str(exc).strip() else "")
                 providers = [p for p in providers if p[0] != TRT]
         if self.router is not None:
-            self.session = self.router.sessions[-1]
+            # the router's sessions are onnxruntime sessions (typed by their ``run`` only)
+            self.session: ort.InferenceSession = self.router.sessions[-1]
             self.precision = "fp16" if fp16 else "fp32"
         else:
             self.session = ort.InferenceSession(model, so, providers=providers)

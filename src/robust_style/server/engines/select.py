@@ -170,7 +170,7 @@ class EngineSelector:
     @property
     def on_gpu(self) -> bool:
         """True when ONNX Runtime's probed providers put the network on a GPU."""
-        return bool(self._providers) and self._providers[0][0] != CPU
+        return bool(self._providers and self._providers[0][0] != CPU)
 
     def load(self, model: bytes, warmup_side: int = 128, label: str = "model") -> LoadedEngine:
         """The engine for ``model``, warmed up on ``warmup_side``² and through the gate.

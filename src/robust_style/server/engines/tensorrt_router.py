@@ -121,7 +121,8 @@ class ProfileRouter:
     def run_each(self, batch: np.ndarray) -> list[np.ndarray]:
         """``batch`` on every profile session whose box holds it (for the accuracy gate:
         each profile is its own engine, with its own kernels)."""
-        shape = tuple(int(d) for d in batch.shape[:3])
+        n, h, w = (int(d) for d in batch.shape[:3])
+        shape: Shape = (n, h, w)
         return [self._run(sess, batch) for p, sess in zip(self.profiles, self.sessions,
                                                            strict=True) if p.fits(shape)]
 
@@ -160,7 +161,7 @@ def create_router(model: bytes, sha256: str, cfg: TensorRTConfig, session_option
     sessions, report = [], []
     for p in profiles:
         engine_dir, timing_dir = engine_dirs(cfg, sha256, p, precision, env)
-        cached = bool(engine_dir) and any(Path(engine_dir).glob("*.engine"))
+        cached = bool(engine_dir and any(Path(engine_dir).glob("*.engine")))
         opts = provider_options(p, cfg, engine_dir, timing_dir, fp16=fp16, input_name=input_name)
         t0 = time.monotonic()
         sess = ort.InferenceSession(model, session_options, providers=[(TRT, opts), cuda, CPU])

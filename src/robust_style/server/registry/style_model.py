@@ -142,9 +142,10 @@ def budgeted(loaded: LoadedEngine, data: bytes, budget: MemoryBudget, rss_before
     from robust_style.server.tiling import NotTileable, split_model
 
     try:
-        split: SplitModel | None = split_model(data)
+        tiled = split_model(data)
+        split: SplitModel | None = tiled
         note = ""
-        arch = repr((sorted(split.channels.items()), sorted(split.scale.items())))
+        arch = repr((sorted(tiled.channels.items()), sorted(tiled.scale.items())))
     except NotTileable as exc:
         split, note, arch = None, str(exc), hashlib.sha256(data).hexdigest()
     except ImportError as exc:  # onnx missing: serve untiled within the budget

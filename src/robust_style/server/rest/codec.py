@@ -59,7 +59,8 @@ def parse_request(body: bytes, header_length: str | None) -> InferBody:
     inputs = header.get("inputs")
     if not isinstance(inputs, list) or not all(isinstance(i, dict) for i in inputs):
         raise InvalidRequest("the infer request needs 'inputs': a list of tensor objects")
-    offset, binary = size, []
+    offset = size
+    binary: list[memoryview | None] = []
     for i, inp in enumerate(inputs):
         n = _params(inp, f"input {inp.get('name', i)!r}").get("binary_data_size")
         if n is None:

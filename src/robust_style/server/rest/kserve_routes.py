@@ -150,7 +150,7 @@ class KServeRoutes:
         blobs: list[bytes | memoryview] = []
         if codec.binary_outputs(header, [model.output_name])[0]:
             out["parameters"] = {"binary_data_size": y.nbytes}
-            blobs.append(memoryview(y).cast("B"))
+            blobs.append(y.data.cast("B"))  # y.data is memoryview(y)
         else:
             out["data"] = y.ravel().tolist()
         answer: dict[str, Any] = {"model_name": model.name, "model_version": model.version,

@@ -293,7 +293,7 @@ def _segment_model(model: onnx.ModelProto, nodes: list[onnx.NodeProto], closure:
                 t, onnx.TensorProto.UINT8, ["N", "H", "W", 3]))
             continue
         kind = helper.np_dtype_to_tensor_dtype(values[t].dtype)
-        shape = ["N", int(values[t].shape[1]), "h", "w"]
+        shape: list[str | int] = ["N", int(values[t].shape[1]), "h", "w"]
         if fp16 and kind == f32:
             graph_inputs.append(helper.make_tensor_value_info(t + _HALF, f16, shape))
             new_nodes.append(helper.make_node("Cast", [t + _HALF], [t], to=f32))
