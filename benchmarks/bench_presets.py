@@ -156,9 +156,12 @@ def chart(args: argparse.Namespace) -> None:
 
     report = json.loads(args.speed.read_text())
     fps = {r["model"]: r["file_fps_640x360"] for r in report["rows"]}
+    per_photo: dict[str, list[dict[str, str]]] = {}
     with args.scores.open() as f:
-        rows = [r for r in csv.DictReader(f) if r.get("photo", "mean") in ("mean", "")]
-    scores = {r["model"]: r for r in rows}
+        for r in csv.DictReader(f):
+            per_photo.setdefault(r["model"], []).append(r)
+    scores = {m: {j: statistics.mean(float(r[j]) for r in rs)
+                  for j in ("style_vgg19", "content_lpips")} for m, rs in per_photo.items()}
     names = [n for n in fps if n in scores]
     if not names:
         raise SystemExit(f"no model is in both {args.speed} and {args.scores}")
@@ -166,8 +169,8 @@ def chart(args: argparse.Namespace) -> None:
     for ax, judge, label in ((axes[0], "style_vgg19", "style distance (VGG-19 Gram)"),
                              (axes[1], "content_lpips", "content distance (LPIPS)")):
         for n in names:
-            ax.scatter(fps[n], float(scores[n][judge]), s=30)
-            ax.annotate(n, (fps[n], float(scores[n][judge])), fontsize=7,
+            ax.scatter(fps[n], scores[n][judge], s=30)
+            ax.annotate(n, (fps[n], scores[n][judge]), fontsize=7,
                         xytext=(4, 3), textcoords="offset points")
         ax.axvline(25, color="grey", ls=":", lw=1)
         ax.set_xscale("log")
