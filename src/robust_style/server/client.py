@@ -25,10 +25,22 @@ from robust_style.errors import UserError, first_line
 from robust_style.server.protos.robust_style.v1 import style_transfer_pb2 as pb
 from robust_style.server.protos.robust_style.v1 import style_transfer_pb2_grpc as pb_grpc
 
-__all__ = ["StyleClient", "StylizeBackend", "StyleInfo", "StylizeResult", "ClientError", "DEFAULT_SERVER"]
+__all__ = ["StyleClient", "StylizeBackend", "StyleInfo", "StylizeResult", "ClientError", "DEFAULT_SERVER",
+           "read_image"]
 
 DEFAULT_SERVER = "localhost:8001"
 _FORMATS = {"png": pb.IMAGE_FORMAT_PNG, "jpeg": pb.IMAGE_FORMAT_JPEG, "jpg": pb.IMAGE_FORMAT_JPEG}
+
+
+def read_image(image: bytes | str | Path) -> bytes:
+    """The encoded image of a ``stylize`` call: the bytes given, or the file's contents."""
+    if isinstance(image, bytes | bytearray):
+        return bytes(image)
+    try:
+        return Path(image).read_bytes()
+    except OSError as exc:
+        raise ClientError(f"cannot read image file {image}: "
+                          f"{exc.strerror or type(exc).__name__}") from None
 
 
 class ClientError(UserError):
@@ -163,14 +175,7 @@ class StyleClient(StylizeBackend):
     def _request(image: bytes | str | Path, style: str, strength: float | None,
                  preserve_color: bool, max_side: int, format: str, quality: int,
                  id: str = "") -> pb.StylizeRequest:
-        if isinstance(image, bytes | bytearray):
-            data = image
-        else:
-            try:
-                data = Path(image).read_bytes()
-            except OSError as exc:
-                raise ClientError(f"cannot read image file {image}: "
-                                  f"{exc.strerror or type(exc).__name__}") from None
+        data = read_image(image)
         if format.lower() not in _FORMATS:
             raise ClientError(f"unknown format {format!r}; use png or jpeg")
         if not 0 <= max_side <= 0xFFFFFFFF:  # a uint32 field

@@ -21,7 +21,7 @@ import numpy as np
 from robust_style.contract import MAX_PIXELS
 from robust_style.errors import UserError
 from robust_style.server.batching import BatchConfig
-from robust_style.server.client import StyleInfo, StylizeBackend, StylizeResult
+from robust_style.server.client import StyleInfo, StylizeBackend, StylizeResult, read_image
 from robust_style.server.dataplane import STREAM_WINDOW, DataPlane, ImageOptions, Limits, Pending
 from robust_style.server.engines import EngineConfig
 from robust_style.server.memory import available_memory
@@ -91,13 +91,7 @@ class LocalStylizer(StylizeBackend):
                 quality: int = 0) -> StylizeResult:
         """Stylise one encoded image (bytes or a file): what ``Stylize`` answers, locally."""
         self.plane.lookup(style)  # an unknown style before an unreadable file
-        if isinstance(image, bytes | bytearray):
-            data = image
-        else:
-            try:
-                data = Path(image).read_bytes()
-            except OSError as exc:
-                raise UserError(f"cannot read {image}: {exc.strerror or exc}") from None
+        data = read_image(image)
         options = ImageOptions(strength=strength, preserve_color=preserve_color,
                                max_side=max_side, format="jpeg" if format == "jpeg" else "png",
                                quality=quality)
