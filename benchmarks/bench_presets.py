@@ -85,7 +85,6 @@ def speed(args: argparse.Namespace) -> None:
     cpu = cpu_model()
     print(f"CPU: {cpu}, {args.threads} threads per engine", flush=True)
     clips = {s: frames_for(s, 48) for s in SIZES}
-    videos = {s: write_clip(tmp / f"clip_{s[0]}x{s[1]}.mp4", clips[s]) for s in SIZES}
     local = LocalStylizer(folder, config)
     styles = {m.name: m for m in local.registry.styles()}
     runs: dict[str, dict[str, dict[str, list[float]]]] = {}
@@ -126,7 +125,6 @@ def speed(args: argparse.Namespace) -> None:
                     print(f"round {r + 1} {name} {key}: " + ", ".join(
                         f"{m} {fps[m][-1]:.2f}" for m in MODES) + " frames/s", flush=True)
     local.close()
-    del videos
     rows = []
     for name, model in styles.items():
         row = {"model": name, "file": Path(model.file).name, "arch": model.metadata.arch,

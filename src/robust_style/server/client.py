@@ -32,6 +32,14 @@ DEFAULT_SERVER = "localhost:8001"
 _FORMATS = {"png": pb.IMAGE_FORMAT_PNG, "jpeg": pb.IMAGE_FORMAT_JPEG, "jpg": pb.IMAGE_FORMAT_JPEG}
 
 
+class ClientError(UserError):
+    """A failed call; ``code`` is the gRPC status code."""
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def read_image(image: bytes | str | Path) -> bytes:
     """The encoded image of a ``stylize`` call: the bytes given, or the file's contents."""
     if isinstance(image, bytes | bytearray):
@@ -41,14 +49,6 @@ def read_image(image: bytes | str | Path) -> bytes:
     except OSError as exc:
         raise ClientError(f"cannot read image file {image}: "
                           f"{exc.strerror or type(exc).__name__}") from None
-
-
-class ClientError(UserError):
-    """A failed call; ``code`` is the gRPC status code."""
-
-    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True)
