@@ -6,7 +6,14 @@ budget (``--budget``, default 2G) and, where it fits, untiled (no budget). Also 
 the number of styles used (copies of the bundled style, each asked once at 1024^2).
 
     python benchmarks/bench_memory.py --mp 1 4 12 40 100 --budget 2G --out benchmarks/results/memory.json
-    python benchmarks/bench_memory.py --styles 1 5 10 30 --budget 3G
+    python benchmarks/bench_memory.py --styles 30 --budget 3G --unbounded-styles 12
+    python benchmarks/bench_memory.py --chart docs/img/memory.png --from benchmarks/results/memory.json
+
+``--rounds R`` repeats every (size, mode) R times, interleaved, and the chart and the
+ratio use medians (timings on a shared machine are noisy). A styles run records the RSS
+after each style's first answer, so one run with 30 styles is the whole curve;
+``--unbounded-styles N`` runs the same without a budget (each style keeps its compiled
+engine) for comparison.
 """
 
 from __future__ import annotations
@@ -14,10 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+from machine import cpu_model
 
 log = logging.getLogger("bench_memory")
 
@@ -71,13 +82,18 @@ for i in range(n):
         if p.key == "robust_style.name":
             p.value = f"s{i:02d}"
     onnx.save(m, str(d / f"s{i:02d}.onnx"))
+from robust_style.server.dataplane import ImageOptions
+total = parse_size(budget) if budget != "none" else 1 << 45
 local = LocalStylizer(d, engine=EngineConfig(engine=engine, precision="fp32"),
-                      memory_budget=parse_size(budget))
+                      memory_budget=total)
 x = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8).repeat(16, 0).repeat(16, 1)
+curve = []  # RSS after each style's first answer
 for s in local.list_styles():
-    local.plane.finish(local.plane.submit_pixels(x, s.name, __import__("robust_style.server.dataplane", fromlist=["x"]).ImageOptions(), "local"), encode=False)
-print(json.dumps({"styles": n, "rss": rss(), "peak_rss": peak_rss(),
-                  "evictions": local.registry.memory.evictions, "budget": parse_size(budget)}))
+    local.plane.finish(local.plane.submit_pixels(x, s.name, ImageOptions(), "local"), encode=False)
+    curve.append(rss())
+print(json.dumps({"styles": n, "rss": rss(), "peak_rss": peak_rss(), "rss_curve": curve,
+                  "evictions": local.registry.memory.evictions,
+                  "budget": total if budget != "none" else 0}))
 local.close(); shutil.rmtree(d)
 """
 
@@ -90,32 +106,109 @@ def _child(code: str, *args: str) -> dict[str, object]:
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
+def chart(rows: list[dict[str, Any]], out: Path) -> None:
+    """Peak RSS and s/MP against megapixels (tiled, untiled), and RSS against styles used."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gib = float(1 << 30)
+    fig, (a_rss, a_time, a_styles) = plt.subplots(1, 3, figsize=(15, 4.4))
+    for mode, marker in (("tiled", "o"), ("untiled", "s")):
+        by_mp: dict[float, list[dict[str, object]]] = {}
+        for r in rows:
+            if r.get("mode") == mode and "error" not in r:
+                by_mp.setdefault(round(float(r["mp"]), 1), []).append(r)
+        xs = sorted(by_mp)
+        if not xs:
+            continue
+        a_rss.plot(xs, [statistics.median(float(r["peak_rss"]) for r in by_mp[m]) / gib
+                        for m in xs], marker=marker, label=mode)
+        a_time.plot(xs, [statistics.median(float(r["s_per_mp"]) for r in by_mp[m])
+                         for m in xs], marker=marker, label=mode)
+    budgets = {float(r["budget"]) for r in rows if r.get("mode") == "tiled"}
+    for b in budgets:
+        a_rss.axhline(b / gib, color="grey", ls="--", lw=1, label=f"budget {b / gib:.1f} GiB")
+    for a in (a_rss, a_time):
+        a.set_xscale("log")
+        a.set_xlabel("photo size (MP)")
+        a.legend()
+    a_rss.set_ylabel("peak RSS (GiB)")
+    a_rss.set_title("memory per photo size")
+    a_time.set_ylabel("seconds per MP")
+    a_time.set_title("time per MP")
+    for r in rows:
+        if "rss_curve" not in r:
+            continue
+        curve = [float(v) / gib for v in r["rss_curve"]]
+        b = float(r["budget"])
+        label = f"budget {b / gib:.1f} GiB" if b else "no budget"
+        line = a_styles.plot(range(1, len(curve) + 1), curve, marker=".", label=label)
+        if b:
+            a_styles.axhline(b / gib, color=line[0].get_color(), ls="--", lw=1)
+    a_styles.xaxis.get_major_locator().set_params(integer=True)
+    a_styles.set_xlabel("styles used (each once at 1024²)")
+    a_styles.set_ylabel("RSS (GiB)")
+    a_styles.set_title("memory per number of styles")
+    a_styles.legend()
+    fig.suptitle(f"bundled style, OpenVINO fp32, {cpu_model()}")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    log.info("chart: %s", out)
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--mp", type=float, nargs="*", default=[1, 4])
+    p.add_argument("--mp", type=float, nargs="*", default=[])
     p.add_argument("--untiled-max-mp", type=float, default=12,
                    help="largest size also run untiled (it needs ~500 B/px)")
+    p.add_argument("--rounds", type=int, default=1, help="repeats per size and mode, interleaved")
     p.add_argument("--styles", type=int, nargs="*", default=[])
+    p.add_argument("--unbounded-styles", type=int, default=0,
+                   help="also use this many styles with no budget (RSS grows per style)")
     p.add_argument("--budget", default="2G")
     p.add_argument("--engine", default="openvino", choices=["openvino", "onnxruntime"])
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--from", dest="from_", type=Path, default=None,
+                   help="rows of an earlier run (JSON) to add to the chart")
+    p.add_argument("--chart", type=Path, default=None, help="draw the chart to this PNG")
     args = p.parse_args()
-    rows: list[dict[str, object]] = []
+    log.info("CPU: %s", cpu_model())
+    rows: list[dict[str, Any]] = json.loads(args.from_.read_text()) if args.from_ else []
+    earlier = len(rows)
+    for _ in range(args.rounds):
+        for mp in args.mp:
+            modes = ["tiled"] + (["untiled"] if mp <= args.untiled_max_mp else [])
+            for mode in modes:
+                t = time.monotonic()
+                row = _child(CHILD, str(mp), args.budget, args.engine, mode)
+                log.info("%s MP %s: %s (%.0f s)", mp, mode, row, time.monotonic() - t)
+                rows.append(row)
     for mp in args.mp:
-        modes = ["tiled"] + (["untiled"] if mp <= args.untiled_max_mp else [])
-        for mode in modes:
-            t = time.monotonic()
-            row = _child(CHILD, str(mp), args.budget, args.engine, mode)
-            log.info("%s MP %s: %s (%.0f s)", mp, mode, row, time.monotonic() - t)
-            rows.append(row)
-    for n in args.styles:
-        row = _child(STYLES, str(n), args.budget, args.engine)
-        log.info("%d styles: %s", n, row)
+        tiled = [float(r["s_per_mp"]) for r in rows
+                 if r.get("mode") == "tiled" and round(float(r.get("mp", 0)), 1) == round(mp, 1)]
+        untiled = [float(r["s_per_mp"]) for r in rows
+                   if r.get("mode") == "untiled" and round(float(r.get("mp", 0)), 1) == round(mp, 1)]
+        if tiled and untiled:
+            log.info("%s MP: tiled/untiled s/MP (medians of %d, %d) = %.3f", mp, len(tiled),
+                     len(untiled), statistics.median(tiled) / statistics.median(untiled))
+    runs = [(n, args.budget) for n in args.styles]
+    if args.unbounded_styles:
+        runs.append((args.unbounded_styles, "none"))
+    for n, budget in runs:
+        row = _child(STYLES, str(n), budget, args.engine)
+        log.info("%d styles, budget %s: %s", n, budget, {k: v for k, v in row.items() if k != "rss_curve"})
         rows.append(row)
+    for r in rows[earlier:]:
+        r["cpu"] = cpu_model()
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(rows, indent=1) + "\n")
+    if args.chart:
+        chart(rows, args.chart)
     return 0
 
 
