@@ -187,11 +187,12 @@ def main() -> int:
                 row = _child(CHILD, str(mp), args.budget, args.engine, mode)
                 log.info("%s MP %s: %s (%.0f s)", mp, mode, row, time.monotonic() - t)
                 rows.append(row)
+    def s_per_mp(mp: float, mode: str) -> list[float]:
+        return [float(r["s_per_mp"]) for r in rows
+                if r.get("mode") == mode and round(float(r.get("mp", 0)), 1) == round(mp, 1)]
+
     for mp in args.mp:
-        tiled = [float(r["s_per_mp"]) for r in rows
-                 if r.get("mode") == "tiled" and round(float(r.get("mp", 0)), 1) == round(mp, 1)]
-        untiled = [float(r["s_per_mp"]) for r in rows
-                   if r.get("mode") == "untiled" and round(float(r.get("mp", 0)), 1) == round(mp, 1)]
+        tiled, untiled = s_per_mp(mp, "tiled"), s_per_mp(mp, "untiled")
         if tiled and untiled:
             log.info("%s MP: tiled/untiled s/MP (medians of %d, %d) = %.3f", mp, len(tiled),
                      len(untiled), statistics.median(tiled) / statistics.median(untiled))

@@ -57,8 +57,8 @@ MIN_TILE = 64
 _TILES = (2048, 1536, 1024, 768, 512, 384, 256, 192, 128, MIN_TILE)
 #: Largest tile core side on a CPU engine, whatever the budget allows. Measured on the
 #: bundled style, OpenVINO fp32, 2-core AMD EPYC (docs/serving.md): a 12 MP photo took
-#: 36.7 s in 384-px tiles and 43.3 s in 1024-px ones, 4 MP 13.5 s and 16.7 s: each
-#: segment's tensors for a small tile stay in cache, and halos here are 1-4 px.
+#: 36.7 s in 384-px tiles and 43.3 s in 1024-px ones, 4 MP 13.5 s and 16.7 s (halos here
+#: are 1-4 px, so small tiles cost little; why large ones are slower was not profiled).
 CPU_TILE = 384
 
 
