@@ -13,7 +13,8 @@ __all__ = ["register"]
 
 # Options whose value is copied into DistillConfig under the same name.
 _FIELDS = ("teacher", "content", "out", "arch", "name", "image_size", "bank_size", "batch_size",
-           "lr", "max_steps", "max_minutes", "loss", "seed", "precision",
+           "lr", "max_steps", "max_minutes", "loss", "perceptual", "perceptual_weights",
+           "perceptual_weight", "seed", "precision",
            "checkpoint_interval", "sample_interval", "log_interval", "keep_checkpoints",
            "sample_image", "trust_checkpoint")
 
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "distill", help="distil a trained style model into a smaller, faster network",
         description="Train a small style network (an --arch preset) to reproduce TEACHER's "
         "outputs on random crops of the --content photos (pixel loss against the teacher's "
-        "outputs; no loss network). Writes a training run folder: export and serve it like "
+        "outputs; with --perceptual, also their Gram matrices on a loss network). Writes a training run folder: export and serve it like "
         "any other. Every option left out takes its default; with --resume, the run's value.",
         argument_default=None,
     )
@@ -44,6 +45,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, help="Adam learning rate (default 2e-3)")
     p.add_argument("--max-steps", type=int, help="steps (default 2000)")
     p.add_argument("--loss", choices=("l1", "l2"), help="pixel loss (default l1)")
+    p.add_argument("--perceptual", metavar="BACKBONE",
+                   help="add a Gram term between student and teacher outputs on this loss "
+                   "network (e.g. vgg16-caffe; robust-style weights list); default: none")
+    p.add_argument("--perceptual-weights", metavar="FILE",
+                   help="weights for --perceptual, a file or a registry name (default: the "
+                   "registry's for that backbone)")
+    p.add_argument("--perceptual-weight", type=float, metavar="W",
+                   help="weight of the Gram term, relative to the pixel loss (default 1.0)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"),
                    help="auto (default: bf16 where the CPU computes it natively), fp32, bf16")
