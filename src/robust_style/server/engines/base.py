@@ -55,9 +55,21 @@ class PartRunner:
     """A compiled graph of any named inputs and outputs (a tiling segment, see
     :mod:`robust_style.server.tiling`) on an engine's runtime: ``run(feeds)`` gives the
     outputs in graph order. Thread-safe; CPU runs hold the :class:`CpuBudget` as the
-    engine's own runs do."""
+    engine's own runs do.
+
+    ``consume(feeds, use)`` calls ``use`` on the outputs while they are valid and not
+    after: they may be the runtime's own buffers (OpenVINO's, shared), so a caller that
+    only copies a crop of them out (the tiler) saves a full copy of each output."""
 
     run: Callable[[dict[str, np.ndarray]], list[np.ndarray]]
+    shared: Callable[[dict[str, np.ndarray], Callable[[list[np.ndarray]], None]], None] | None = None
+
+    def consume(self, feeds: dict[str, np.ndarray],
+                use: Callable[[list[np.ndarray]], None]) -> None:
+        if self.shared is not None:
+            self.shared(feeds, use)
+        else:
+            use(self.run(feeds))
 
 
 @runtime_checkable

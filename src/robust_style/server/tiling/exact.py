@@ -30,6 +30,7 @@ al., AAAI 2022) takes the statistics from a downscaled copy; on the bundled styl
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import mmap
 import tempfile
@@ -145,6 +146,24 @@ class TiledRunner:
         a = self.split.align
         return -(-self.split.segments[k].radius // a) * a
 
+    def _keep(self, kept: dict[str, np.ndarray], names: tuple[str, ...],
+              core: tuple[int, int, int, int], origin: tuple[int, int], size: tuple[int, int],
+              sums: tuple[np.ndarray, np.ndarray] | None, outs: list[np.ndarray]) -> None:
+        """Copy the core of one tile's outputs (without the halo) into the full-size
+        buffers and add its statistics to ``sums``; ``outs`` may be the runtime's buffers."""
+        (y0, y1, x0, x1), (ay, ax), (h, w) = core, origin, size
+        for t, o in zip(names, outs, strict=False):
+            if t == OUTPUT_NAME:
+                kept[t][:, y0:min(y1, h), x0:min(x1, w)] = \
+                    o[:, y0 - ay:min(y1, h) - ay, x0 - ax:min(x1, w) - ax]
+                continue
+            s = self.split.scale[t]
+            kept[t][:, :, y0 // s:y1 // s, x0 // s:x1 // s] = \
+                o[:, :, (y0 - ay) // s:(y1 - ay) // s, (x0 - ax) // s:(x1 - ax) // s]
+        if sums is not None:
+            sums[0][:] += outs[-2]
+            sums[1][:] += outs[-1]
+
     def run(self, batch: np.ndarray, tile: int = 0, ram_bytes: int | None = None) -> np.ndarray:
         """``NxHxWx3 uint8`` -> the same, stylised, tile by tile with whole-image norms
         (``tile``, ``ram_bytes``: this run's tile side and RAM for buffers; default: the
@@ -195,18 +214,9 @@ class TiledRunner:
                                                            np.int64)
                         feeds["rs_crop_ends"] = np.array([(y1 - ay) // ts, (x1 - ax) // ts],
                                                          np.int64)
-                    outs = part.run(feeds)
-                    for t, o in zip(seg.outputs, outs, strict=False):
-                        if t == OUTPUT_NAME:
-                            kept[t][:, y0:min(y1, h), x0:min(x1, w)] = \
-                                o[:, y0 - ay:min(y1, h) - ay, x0 - ax:min(x1, w) - ax]
-                            continue
-                        s = sp.scale[t]
-                        kept[t][:, :, y0 // s:y1 // s, x0 // s:x1 // s] = \
-                            o[:, :, (y0 - ay) // s:(y1 - ay) // s, (x0 - ax) // s:(x1 - ax) // s]
-                    if stats:
-                        total += outs[-2]
-                        total_sq += outs[-1]
+                    part.consume(feeds, functools.partial(
+                        self._keep, kept, seg.outputs, (y0, y1, x0, x1), (ay, ax), (h, w),
+                        (total, total_sq) if stats else None))
                 del part  # a part compiled for this run only frees its memory here
                 if stats:
                     count = (hp // ts) * (wp // ts)
