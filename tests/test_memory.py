@@ -35,6 +35,7 @@ from robust_style.server.engines import EngineConfig
 from robust_style.server.local import LocalStylizer
 from robust_style.server.memory import (
     BudgetedEngine,
+    MemoryBudget,
     cgroup_limit,
     parse_size,
     rss,
@@ -303,3 +304,44 @@ def test_openvino_styles_at_1024_evict_what_their_compiled_models_keep(tmp_path:
                    if e.loaded) > 256 * MIB  # what a 1024² run keeps is counted
     finally:
         server.stop(0)
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_planner_runs_the_low_resolution_middle_whole_where_it_fits(engine: str) -> None:
+    """A photo too large to run whole in the budget: where the network's 1/2- or
+    1/4-resolution middle fits whole, the plan runs it so (its ends tiled) and the output
+    is the untiled one; in a budget too tight for that, every segment is tiled."""
+    from importlib import resources
+
+    from robust_style.server.engines import EngineSelector, openvino_status
+    from robust_style.server.registry.style_model import load_style
+
+    if engine == "openvino" and not openvino_status().available:
+        pytest.skip("OpenVINO unavailable here")
+    data = (resources.files("robust_style") / "models" / "the-scream.onnx").read_bytes()
+    style = load_style(data, EngineSelector(EngineConfig(engine=engine, precision="fp32")),
+                       budget=MemoryBudget(rss() + (8 << 30)), warmup_side=32)
+    budgeted = style.engine
+    assert isinstance(budgeted, BudgetedEngine) and budgeted.split is not None
+    x = photo("astronaut", 640)[None, :480, :600]
+    x = np.ascontiguousarray(x)
+    h, w = x.shape[1:3]
+    want = budgeted.run(x)  # fits untiled in 8 GiB
+    assert budgeted.runs["untiled"] == 1
+    resident = budgeted.profile.resident
+    io = h * w * 3 * 2
+    for group in budgeted.split.groups:  # room for the group whole, beside the buffers
+        budgeted.budget.capacity = resident + budgeted.split.buffer_bytes(1, h, w, group) + max(
+            budgeted.tile_working(1, 384), budgeted.group_working(group, 1, h, w)) + io
+        untiled = budgeted.profile.working(h * w) + io
+        assert untiled > budgeted.budget.capacity - resident  # whole, it does not fit
+        plan = budgeted.plan(1, h, w)
+        assert plan.tiled and plan.group is not None
+        assert budgeted.split.groups[plan.group][1] <= budgeted.split.groups[group][1]
+        got = budgeted.run(x)
+        assert psnr(got, want) >= 40.0
+    budgeted.budget.capacity = resident + 3 * budgeted.tile_working(1, 64) + io
+    plan = budgeted.plan(1, h, w)
+    assert plan.tiled and plan.group is None
+    assert psnr(budgeted.run(x), want) >= 40.0
+    assert budgeted.runs["tiled"] == len(budgeted.split.groups) + 1

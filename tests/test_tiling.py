@@ -87,6 +87,28 @@ def test_batch_and_float32_buffers(tiny: bytes, kind: str) -> None:
     assert psnr(alone[0], half[1]) >= 50.0
 
 
+@pytest.mark.parametrize("kind", ENGINES)
+def test_fused_low_resolution_groups_match_untiled(bundled: bytes, kind: str) -> None:
+    """The bundled style's middle run whole (its inner norms as real instance norms) and
+    its ends tiled: the untiled output, in a batch of two at an odd size, for each group."""
+    engine = _engine(kind, bundled)
+    sp = split_model(bundled)
+    # Johnson's network: the 1/2-resolution band (segments 2..13) and the residual blocks
+    # at 1/4 (3..12), each band's whole stretch
+    assert list(sp.groups) == [(2, 13), (3, 12)]
+    x = np.stack([_crop(photo("astronaut", 420), 203, 269), _crop(photo("coffee", 420), 203, 269)])
+    want = engine.run(x)
+    runner = TiledRunner(sp, engine.compile_part, TileConfig(tile=64))
+    plain = runner.run(x)
+    for group in sp.groups:
+        got = runner.run(x, group=group)
+        for i in range(2):
+            db = psnr(got[i], want[i])
+            log.info("bundled %s group %s image %d: %.1f dB", kind, group, i, db)
+            assert db >= 40.0, (group, i, db)
+            assert psnr(got[i], plain[i]) >= 45.0
+
+
 def test_spilled_buffers_same_output(tiny: bytes, tmp_path: Path) -> None:
     """Buffers memory-mapped to disk (a tiny RAM allowance) give the same pixels."""
     engine = _engine("onnxruntime", tiny)
