@@ -60,6 +60,7 @@ reset_peak()
 t = time.perf_counter(); m.engine.run(x); dt = time.perf_counter() - t
 done.set()
 print(json.dumps({"mp": h * w / 1e6, "mode": mode, "tiled": plan.tiled, "tile": plan.tile,
+                  "whole_group": list(plan.group) if plan.group else None,
                   "seconds": dt, "s_per_mp": dt / (h * w / 1e6), "peak_rss": peak_rss(),
                   "peak_anon": peaks["RssAnon"], "peak_file": peaks["RssFile"],
                   "budget": b.total if mode == "tiled" else 0}))

@@ -331,8 +331,10 @@ def test_planner_runs_the_low_resolution_middle_whole_where_it_fits(engine: str)
     resident = budgeted.profile.resident
     io = h * w * 3 * 2
     for group in budgeted.split.groups:  # room for the group whole, beside the buffers
-        budgeted.budget.capacity = resident + budgeted.split.buffer_bytes(1, h, w, group) + max(
-            budgeted.tile_working(1, 384), budgeted.group_working(group, 1, h, w)) + io
+        live = budgeted.split.live_bytes(1, h, w, group)
+        budgeted.budget.capacity = resident + io + max(
+            budgeted.tile_working(1, 384) + max(live),
+            budgeted.group_working(group, 1, h, w) + live[group[0]])
         untiled = budgeted.profile.working(h * w) + io
         assert untiled > budgeted.budget.capacity - resident  # whole, it does not fit
         plan = budgeted.plan(1, h, w)

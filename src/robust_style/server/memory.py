@@ -466,10 +466,12 @@ class BudgetedEngine:
             work = self.tile_working(n, tile) + io
             if work * 2 <= room or (tile == MIN_TILE and work <= room):
                 for group in self.split.groups:  # largest first; buffers all in RAM
-                    kept = self.split.buffer_bytes(n, h, w, group)
-                    need = max(work, self.group_working(group, n, h, w) + io) + kept
+                    live = self.split.live_bytes(n, h, w, group)
+                    during = live[group[0]]  # the group's step: steps before it are single
+                    need = max(work + max(live),
+                               self.group_working(group, n, h, w) + io + during)
                     if need <= room:
-                        return Plan(need, True, tile, kept, group)
+                        return Plan(need, True, tile, max(live), group)
                 ram = min(buffers, room - work)
                 return Plan(work + ram, True, tile, ram)
         raise MemoryTooSmall(

@@ -130,18 +130,23 @@ class SplitModel:
     def buffer_bytes(self, n: int, h: int, w: int, group: tuple[int, int] | None = None) -> int:
         """Largest total size of the buffers a tiled run of ``n x h x w`` keeps at once
         (with ``group`` run whole: its inner tensors need none)."""
+        return max(self.live_bytes(n, h, w, group))
+
+    def live_bytes(self, n: int, h: int, w: int, group: tuple[int, int] | None = None
+                   ) -> list[int]:
+        """Bytes of the buffers live during each of :meth:`steps`."""
         hp, wp = self.working_size(h, w)
         live: dict[str, int] = {}
-        peak = 0
+        out = []
         for first, last, seg in self.steps(group):
             for t in seg.outputs:
                 s = self.scale[t]
                 live[t] = (n * h * w * 3 if t == OUTPUT_NAME else
                            n * self.channels[t] * (hp // s) * (wp // s) * self.dtype[t].itemsize)
-            peak = max(peak, sum(live.values()))
+            out.append(sum(live.values()))
             for t in [t for t, end in self.last_use.items() if first <= end <= last]:
                 live.pop(t, None)
-        return peak
+        return out
 
 
 def _probe(model: onnx.ModelProto, names: list[str], h: int, w: int) -> dict[str, np.ndarray]:
