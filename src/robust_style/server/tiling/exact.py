@@ -16,6 +16,13 @@ padding's made-up pixels fall in the halo and are cropped. Tile edges are multip
 the network's largest downscale (``align``), so strided convolutions and nearest
 upsampling see the same pixel grid as in the whole image.
 
+Where the memory budget allows (the planner's choice, :mod:`robust_style.server.memory`),
+a low-resolution stretch of the network (:attr:`SplitModel.groups`: Johnson et al.'s
+residual blocks at 1/4 resolution) runs as one graph on the whole image, with its inner
+instance norms as the network has them: the same result (a whole-image norm is exact),
+without the per-segment passes over the part of the network that does most of the
+arithmetic. Only the full-resolution ends, which hold most of the memory, go tile by tile.
+
 Buffers hold the tensors kept between groups at their own resolution, in float16 by
 default (the statistics are taken from the float32 values; the buffers' rounding costs
 ~60 dB PSNR on the bundled style, docs/serving.md), in RAM up to ``ram_bytes`` and beyond
