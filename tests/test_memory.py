@@ -242,12 +242,13 @@ def test_real_server_in_a_memory_cgroup_answers_large_photos(models_dir: Path,
         address = f"127.0.0.1:{port}"
         big, mid = encode(_big_photo(3000, 2000)), encode(_big_photo(2000, 1500))
         with StyleClient(address, timeout=600) as client:
-            for _ in range(120):
+            for _ in range(240):  # both styles loaded (each measures its memory first)
                 try:
-                    if client.list_styles():
+                    if {"tiny", "tiny2"} <= {s.name for s in client.list_styles()}:
                         break
                 except ClientError:
-                    time.sleep(0.5)
+                    pass
+                time.sleep(0.5)
             assert decode(client.stylize(big, "tiny").image).shape == (2000, 3000, 3)
             with ThreadPoolExecutor(2) as pool:
                 outs = list(pool.map(lambda s: client.stylize(mid, s), ["tiny", "tiny2"]))
@@ -330,20 +331,25 @@ def test_planner_runs_the_low_resolution_middle_whole_where_it_fits(engine: str)
     assert budgeted.runs["untiled"] == 1
     resident = budgeted.profile.resident
     io = h * w * 3 * 2
+    untiled = budgeted.profile.working(h * w) + io
+    tried = 0
     for group in budgeted.split.groups:  # room for the group whole, beside the buffers
         live = budgeted.split.live_bytes(1, h, w, group)
+        whole = budgeted.group_working(group, 1, h, w)
+        assert whole is not None  # measured at load
         budgeted.budget.capacity = resident + io + max(
-            budgeted.tile_working(1, 384) + max(live),
-            budgeted.group_working(group, 1, h, w) + live[group[0]])
-        untiled = budgeted.profile.working(h * w) + io
-        assert untiled > budgeted.budget.capacity - resident  # whole, it does not fit
+            budgeted.tile_working(1, 384) + max(live), whole + live[group[0]])
+        if untiled <= budgeted.budget.capacity - resident:
+            continue  # this group whole costs as much as the network whole here
+        tried += 1
         plan = budgeted.plan(1, h, w)
         assert plan.tiled and plan.group is not None
         assert budgeted.split.groups[plan.group][1] <= budgeted.split.groups[group][1]
         got = budgeted.run(x)
         assert psnr(got, want) >= 40.0
+    assert tried >= 1
     budgeted.budget.capacity = resident + 3 * budgeted.tile_working(1, 64) + io
     plan = budgeted.plan(1, h, w)
     assert plan.tiled and plan.group is None
     assert psnr(budgeted.run(x), want) >= 40.0
-    assert budgeted.runs["tiled"] == len(budgeted.split.groups) + 1
+    assert budgeted.runs["tiled"] == tried + 1

@@ -30,6 +30,7 @@ import collections
 import contextlib
 import ctypes
 import ctypes.util
+import dataclasses
 import logging
 import os
 import re
@@ -214,11 +215,14 @@ def limit_arenas(n: int = 2) -> None:
 
 @dataclass(frozen=True)
 class MemoryProfile:
-    """How one model on one engine uses memory: resident, and working = fixed + per pixel."""
+    """How one model on one engine uses memory: resident, and working = fixed + per pixel;
+    ``groups``: the working memory per working pixel of each fused group of its split
+    (a group not measured is never run whole)."""
 
     resident: int
     fixed: int
     per_pixel: float
+    groups: dict[tuple[int, int], float] = dataclasses.field(default_factory=dict)
 
     def working(self, pixels: int) -> int:
         return int(self.fixed + self.per_pixel * pixels)
@@ -434,14 +438,16 @@ class BudgetedEngine:
         halo = max(s.radius for s in self.split.segments) + self.split.align
         return self.profile.working(n * (tile + 2 * halo) ** 2)
 
-    def group_working(self, group: tuple[int, int], n: int, h: int, w: int) -> int:
-        """Working memory of a fused group run on the whole ``n x h x w`` batch: the
-        measured working memory per pixel scaled by the group's largest activation
-        against the network's (the middle of Johnson's network at 1/4 resolution: 1/8),
-        with a quarter more for what that ratio misses."""
+    def group_working(self, group: tuple[int, int], n: int, h: int, w: int) -> int | None:
+        """Working memory of a fused group run on the whole ``n x h x w`` batch, from its
+        measured figure (None: not measured, so not run whole), with 10% more for
+        allocator variation."""
         assert self.split is not None
-        ratio = self.split.groups[group][1] / max(self.split.widest, 1.0)
-        return int(1.25 * ratio * self.profile.working(n * h * w))
+        per_px = self.profile.groups.get(group)
+        if per_px is None:
+            return None
+        hp, wp = self.split.working_size(h, w)
+        return int(1.1 * per_px * n * hp * wp)
 
     def minimum(self) -> int:
         """The least budget (above the baseline) one run of a small image needs here."""
@@ -466,10 +472,12 @@ class BudgetedEngine:
             work = self.tile_working(n, tile) + io
             if work * 2 <= room or (tile == MIN_TILE and work <= room):
                 for group in self.split.groups:  # largest first; buffers all in RAM
+                    whole = self.group_working(group, n, h, w)
+                    if whole is None:
+                        continue
                     live = self.split.live_bytes(n, h, w, group)
                     during = live[group[0]]  # the group's step: steps before it are single
-                    need = max(work + max(live),
-                               self.group_working(group, n, h, w) + io + during)
+                    need = max(work + max(live), whole + io + during)
                     if need <= room:
                         return Plan(need, True, tile, max(live), group)
                 ram = min(buffers, room - work)

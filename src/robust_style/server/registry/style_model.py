@@ -41,7 +41,8 @@ from robust_style.server.memory import (
 from robust_style.server.statistics import InferenceStatistics
 from robust_style.server.tiling import SplitModel
 
-__all__ = ["StyleModel", "load_style", "load_style_file", "budgeted", "measure_working"]
+__all__ = ["StyleModel", "load_style", "load_style_file", "budgeted", "measure_groups",
+           "measure_working"]
 
 log = logging.getLogger(__name__)
 
@@ -159,10 +160,11 @@ def budgeted(loaded: LoadedEngine, data: bytes, budget: MemoryBudget, rss_before
     profile = budget.profiles.get(key)
     if profile is None:
         per_px, fixed = measure_working(engine, split)
-        budget.profiles[key] = MemoryProfile(resident, fixed, per_px)
+        groups = measure_groups(engine, split)
+        budget.profiles[key] = MemoryProfile(resident, fixed, per_px, groups)
     else:
-        per_px, fixed = profile.per_pixel, profile.fixed
-    profile = MemoryProfile(resident, fixed, per_px)
+        per_px, fixed, groups = profile.per_pixel, profile.fixed, profile.groups
+    profile = MemoryProfile(resident, fixed, per_px, groups)
     rebuild = loaded.rebuild or (lambda: loaded.engine)
     out = BudgetedEngine(engine, rebuild, budget, profile, split, note)
     if out.minimum() > budget.capacity:
@@ -177,11 +179,54 @@ def budgeted(loaded: LoadedEngine, data: bytes, budget: MemoryBudget, rss_before
     return out
 
 
+def measure_groups(engine: Engine, split: SplitModel | None, side: int = 768
+                   ) -> dict[tuple[int, int], float]:
+    """Working memory per working pixel of each fused group of ``split``
+    (:attr:`SplitModel.groups`), from the peak RSS of one run of it on a ``side x side``
+    image (its inputs made up: memory does not depend on values); as in
+    :func:`measure_working`, peak over pixels, an upper bound for larger images."""
+    out: dict[tuple[int, int], float] = {}
+    compile_part = getattr(engine, "compile_part", None)
+    if split is None or compile_part is None:
+        return out
+    rng = np.random.default_rng(0)
+    for key, (seg, _) in split.groups.items():
+        feeds: dict[str, np.ndarray] = {}
+        for t, name in zip(seg.inputs, seg.feeds, strict=True):
+            s = split.scale[t]
+            feeds[name] = rng.standard_normal((1, split.channels[t], side // s, side // s)
+                                              ).astype(split.dtype[t])
+        for j in seg.norms:
+            c = len(split.norms[j][1])
+            feeds[f"rs_norm{j}_mul"] = np.ones((1, c, 1, 1), np.float32)
+            feeds[f"rs_norm{j}_add"] = np.zeros((1, c, 1, 1), np.float32)
+        ts = split.scale[seg.outputs[0]]
+        feeds["rs_crop_starts"] = np.zeros(2, np.int64)
+        feeds["rs_crop_ends"] = np.full(2, side // ts, np.int64)
+        trim()
+        base = rss()
+        if not reset_peak():
+            return {}
+        part = compile_part(seg.model)
+        part.run(feeds)
+        out[key] = max(0, peak_rss() - base) / (side * side)
+        del part
+        trim()
+    return out
+
+
 def measure_working(engine: Engine, split: SplitModel | None,
-                    sides: tuple[int, int] = (192, 384)) -> tuple[float, int]:
+                    sides: tuple[int, int] = (256, 768)) -> tuple[float, int]:
     """Working memory of ``engine``: (bytes per pixel, fixed bytes), from the peak RSS of
     two warm-up runs; at least twice the largest activation (from the split's probe) per
-    pixel, which is also the figure where peak RSS cannot be reset (not Linux)."""
+    pixel, which is also the figure where peak RSS cannot be reset (not Linux).
+
+    Per pixel, at least the larger run's peak over its pixels: the runtimes' working
+    memory per pixel falls with size towards its asymptote (bundled style, OpenVINO fp32:
+    630 B/px at 384², 586 at 768², 565 at 2048²; ONNX Runtime 1004, 779, 540), so the
+    slope between two small runs under-reads it (it gave 467 B/px, and a 4 MP run that
+    fitted on paper peaked 16% over a 2 GiB budget) while the larger run's ratio is an
+    upper bound for every larger image."""
     floor = 0.0
     if split is not None:
         floor = 2.0 * max(4.0 * c / split.scale[t] ** 2 for t, c in split.channels.items())
@@ -199,7 +244,7 @@ def measure_working(engine: Engine, split: SplitModel | None,
         peaks.append(max(0, peak_rss() - base))
     px = [s * s for s in sides]
     # 1.2: allocator fragmentation and run-to-run variation beyond the two samples
-    per_px = max(floor, 1.2 * (peaks[1] - peaks[0]) / (px[1] - px[0]))
+    per_px = max(floor, 1.2 * (peaks[1] - peaks[0]) / (px[1] - px[0]), peaks[1] / px[1])
     fixed = max(0, int(peaks[0] - per_px * px[0]))
     release()
     trim()
