@@ -115,7 +115,9 @@ def chart(rows: list[dict[str, Any]], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     gib = float(1 << 30)
-    fig, (a_rss, a_time, a_styles) = plt.subplots(1, 3, figsize=(15, 4.4))
+    with_styles = any("rss_curve" in r for r in rows)
+    fig, axes = plt.subplots(1, 3 if with_styles else 2, figsize=(15 if with_styles else 10, 4.4))
+    a_rss, a_time = axes[0], axes[1]
     for mode, marker in (("tiled", "o"), ("untiled", "s")):
         by_mp: dict[float, list[dict[str, object]]] = {}
         for r in rows:
@@ -139,6 +141,17 @@ def chart(rows: list[dict[str, Any]], out: Path) -> None:
     a_rss.set_title("memory per photo size")
     a_time.set_ylabel("seconds per MP")
     a_time.set_title("time per MP")
+    if with_styles:
+        _styles_panel(axes[2], rows)
+    fig.suptitle(f"bundled style, OpenVINO fp32, {cpu_model()}")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    log.info("chart: %s", out)
+
+
+def _styles_panel(a_styles: Any, rows: list[dict[str, Any]]) -> None:
+    gib = float(1 << 30)
     for r in rows:
         if "rss_curve" not in r:
             continue
@@ -153,11 +166,6 @@ def chart(rows: list[dict[str, Any]], out: Path) -> None:
     a_styles.set_ylabel("RSS (GiB)")
     a_styles.set_title("memory per number of styles")
     a_styles.legend()
-    fig.suptitle(f"bundled style, OpenVINO fp32, {cpu_model()}")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    log.info("chart: %s", out)
 
 
 def main() -> int:
