@@ -105,8 +105,6 @@ class SplitModel:
     #: group first.
     groups: dict[tuple[int, int], tuple[Segment, float]] = dataclasses.field(
         default_factory=dict)
-    #: Bytes per working pixel of the network's largest activation (float32).
-    widest: float = 0.0
 
     def working_size(self, h: int, w: int) -> tuple[int, int]:
         a = self.align
@@ -305,10 +303,8 @@ def split_model(data: bytes, fp16: bool = True,
         dtype = {t: np.dtype(np.float16) if d.kind == "f" else d for t, d in dtype.items()}
     groups = _groups(model, nodes, segments, closures, norm_of, values, inits, scale, last_use,
                      fp16)
-    widest = max(4.0 * int(values[t].shape[1]) / scale[t] ** 2 for t in rank4
-                 if t in scale and t not in (INPUT_NAME, OUTPUT_NAME))
     return SplitModel(tuple(segments), tuple(norms), scale, channels, dtype, align, last_use,
-                      groups, widest)
+                      groups)
 
 
 def _groups(model: onnx.ModelProto, nodes: list[onnx.NodeProto], segments: list[Segment],
